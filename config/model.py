@@ -1,0 +1,797 @@
+"""Typed model of a mailstack stack configuration, and its validation.
+
+``load_stack`` turns the raw ``mailstack:*`` configuration of one Pulumi stack into a
+``StackConfig``. Every problem is collected and reported at once through ``ConfigError``,
+each message naming the item (``mailstack:domains[0].users[1].quota``) and the fix, so
+that ``pulumi preview`` stops before any resource is declared.
+
+This module imports nothing from Pulumi: it is plain data, testable in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from config import postfix_params
+from config.errors import ConfigError
+
+# Pinned default images. Never ``latest``/``edge`` (image-contracts.md A1, B, C).
+DEFAULT_IMAGES: dict[str, str] = {
+    "mailserver": "docker.io/mailserver/docker-mailserver:15.1.0",
+    "webmail": "docker.io/roundcube/roundcubemail:1.6.16-apache",
+    "vpn": "lscr.io/linuxserver/wireguard:1.0.20250521-r1-ls101",
+}
+
+QUOTA_RE = re.compile(r"^([0-9]+(B|k|M|G|T)|0)$")
+"""Quota syntax accepted by docker-mailserver's ``setquota`` (image-contracts.md A4)."""
+
+DOMAIN_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+SERVER_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+LOCAL_PART_RE = re.compile(r"^[a-z0-9]([a-z0-9._+-]{0,62}[a-z0-9])?$")
+POSTFIX_NAME_RE = re.compile(r"^[a-z0-9_]+$")
+
+TLS_MODES = ("none", "self-signed", "manual", "letsencrypt")
+"""Values of ``mailstack:tls``; ``none`` is the lab default (plain IMAP/SMTP AUTH)."""
+
+WEAK_PASSWORDS = frozenset(
+    {
+        "password",
+        "password1",
+        "password123",
+        "password1234",
+        "123456",
+        "12345678",
+        "123456789",
+        "1234567890",
+        "changeme",
+        "changeme123",
+        "admin",
+        "admin123",
+        "secret",
+        "letmein",
+        "qwerty",
+        "qwerty123",
+        "welcome",
+        "welcome123",
+        "mailstack",
+        "docker",
+    }
+)
+"""Well-known default passwords refused in production stacks (and flagged by the policy pack)."""
+
+MIN_PRODUCTION_PASSWORD = 12
+
+DEFAULT_SUBNET = IPv4Network("172.28.0.0/16")
+DEFAULT_MESSAGE_SIZE_LIMIT = 10_240_000
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "domains",
+        "passwords",
+        "bindAddress",
+        "images",
+        "postfix",
+        "messageSizeLimit",
+        "mailboxSizeLimit",
+        "network",
+        "protectData",
+        "production",
+        "tls",
+        "vpn",
+    }
+)
+DOMAIN_KEYS = frozenset(
+    {"domain", "server", "ports", "users", "aliases", "hostname", "bindAddress", "address", "webmail"}
+)
+PORT_KEYS = ("smtp", "submission", "imap", "pop3")
+REQUIRED_PORT_KEYS = ("smtp", "submission", "imap")
+CONTAINER_PORTS: dict[str, int] = {"smtp": 25, "submission": 587, "imap": 143, "pop3": 110}
+"""Container-side port of each published mail service (image-contracts.md A7)."""
+
+
+@dataclass(frozen=True)
+class User:
+    """A mailbox account."""
+
+    name: str
+    domain: str
+    quota: str | None = None
+    """Dovecot quota (``1G``, ``500M``, ``0`` = unlimited); ``None`` = the server default."""
+
+    @property
+    def address(self) -> str:
+        """The full address, which is also the login name."""
+        return f"{self.name}@{self.domain}"
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A virtual alias: ``local@domain`` forwards to ``targets``."""
+
+    local: str
+    domain: str
+    targets: tuple[str, ...]
+
+    @property
+    def address(self) -> str:
+        """The alias's full address."""
+        return f"{self.local}@{self.domain}"
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """One published port: host ``port`` on ``bind_address`` to ``container_port``."""
+
+    service: str
+    port: int
+    container_port: int
+    bind_address: str
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class Webmail:
+    """Roundcube in front of one domain's server."""
+
+    port: int
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One mail domain and the docker-mailserver instance that serves it."""
+
+    domain: str
+    server: str
+    hostname: str
+    ports: Mapping[str, int]
+    users: tuple[User, ...]
+    aliases: tuple[Alias, ...]
+    bind_address: str
+    address: IPv4Address
+    """Fixed address of the server on the stack network (stable when other domains come and go)."""
+    webmail: Webmail | None = None
+
+    @property
+    def slug(self) -> str:
+        """The domain as a Docker-name-safe token (``example1.local`` -> ``example1-local``)."""
+        return self.domain.replace(".", "-")
+
+    def host_ports(self) -> list[HostPort]:
+        """The published ports of the mail server, in a stable order."""
+        return [
+            HostPort(service, self.ports[service], CONTAINER_PORTS[service], self.bind_address)
+            for service in PORT_KEYS
+            if service in self.ports
+        ]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The shared Docker network of the stack."""
+
+    name: str
+    subnet: IPv4Network
+
+    @property
+    def dynamic_range(self) -> IPv4Network:
+        """The part of the subnet Docker assigns dynamically (webmail, VPN); servers never get these."""
+        if self.subnet.prefixlen <= 23:
+            return next(self.subnet.subnets(new_prefix=24))
+        return next(self.subnet.subnets(prefixlen_diff=1))
+
+    @property
+    def gateway(self) -> IPv4Address:
+        """The bridge gateway address (first host of the subnet)."""
+        return self.subnet.network_address + 1
+
+    def static_pool(self) -> tuple[int, int]:
+        """The first and last integer address usable for fixed server addresses."""
+        first = int(self.dynamic_range.broadcast_address) + 1
+        last = int(self.subnet.broadcast_address) - 1
+        return first, last
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The whole validated configuration of one stack."""
+
+    stack: str
+    domains: tuple[Domain, ...]
+    network: NetworkConfig
+    bind_address: str = "127.0.0.1"
+    images: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    postfix: tuple[tuple[str, str], ...] = ()
+    """Extra main.cf settings, in the user's order (last one wins, like main.cf)."""
+    message_size_limit: int = DEFAULT_MESSAGE_SIZE_LIMIT
+    mailbox_size_limit: int = 0
+    protect_data: bool = True
+    production: bool = False
+    tls: str = "none"
+    explicit_passwords: frozenset[str] = frozenset()
+    """Addresses whose password comes from ``mailstack:passwords`` (the values stay secret elsewhere)."""
+    vpn: Any = None
+    """The parsed ``mailstack:vpn`` (``config.vpn.VpnConfig``) or ``None`` when absent."""
+
+    def prefix(self) -> str:
+        """Prefix of every Docker object name of this stack (``mailstack-dev``)."""
+        return f"mailstack-{self.stack}"
+
+    def domain(self, name: str) -> Domain:
+        """Return the domain entry called ``name``."""
+        for d in self.domains:
+            if d.domain == name:
+                return d
+        raise KeyError(name)
+
+    def all_users(self) -> list[User]:
+        """Every account of the stack, in declaration order."""
+        return [u for d in self.domains for u in d.users]
+
+    def generated_password_addresses(self) -> list[str]:
+        """Accounts without an entry in ``mailstack:passwords``: they get a generated password."""
+        return [u.address for u in self.all_users() if u.address not in self.explicit_passwords]
+
+
+class _Problems:
+    """Collects validation messages."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.items.append(f"{where}: {message}")
+
+
+def _valid_domain(name: str) -> bool:
+    labels = name.split(".")
+    return len(labels) >= 2 and len(name) <= 253 and all(DOMAIN_LABEL_RE.match(label) for label in labels)
+
+
+def _check_keys(raw: Mapping[str, Any], allowed: frozenset[str], where: str, problems: _Problems) -> None:
+    for key in sorted(set(raw) - allowed):
+        hint = _closest(key, allowed)
+        problems.add(
+            f"{where}.{key}",
+            f"unknown key{hint}; allowed keys are {', '.join(sorted(allowed))}",
+        )
+
+
+def _closest(key: str, allowed: frozenset[str] | Sequence[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _as_int(value: Any, where: str, problems: _Problems, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        problems.add(where, f"must be an integer between {low} and {high}, got {value!r}")
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        problems.add(where, f"must be an integer between {low} and {high}, got {value!r}")
+        return None
+    if not low <= number <= high:
+        problems.add(where, f"must be between {low} and {high}, got {number}")
+        return None
+    return number
+
+
+def _as_bool(value: Any, where: str, problems: _Problems, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    problems.add(where, f"must be true or false, got {value!r}")
+    return default
+
+
+def _as_ipv4(value: Any, where: str, problems: _Problems) -> str | None:
+    try:
+        return str(IPv4Address(str(value)))
+    except ValueError:
+        problems.add(where, f"must be an IPv4 address such as 127.0.0.1 or 0.0.0.0, got {value!r}")
+        return None
+
+
+def image_tag_problem(reference: str) -> str | None:
+    """Return why an image reference is not pinned, or ``None`` when it is."""
+    if "@sha256:" in reference:
+        return None
+    last = reference.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "has no tag; pin an exact version such as ':15.1.0'"
+    tag = last.rsplit(":", 1)[1]
+    if tag in ("latest", "edge", "") or tag.startswith("latest-"):
+        return f"uses the moving tag '{tag}'; pin an exact version"
+    return None
+
+
+def static_address(domain: str, network: NetworkConfig) -> IPv4Address:
+    """Fixed address of a domain's server: a hash of the domain name into the static pool.
+
+    It depends on nothing but the domain and the subnet, so adding or removing another
+    domain never moves it (a moved address would replace the container).
+    """
+    first, last = network.static_pool()
+    digest = int.from_bytes(hashlib.sha256(domain.encode()).digest()[:8], "big")
+    return IPv4Address(first + digest % (last - first + 1))
+
+
+def _parse_network(raw: Any, stack: str, problems: _Problems) -> NetworkConfig:
+    name = f"mailstack-{stack}"
+    subnet = DEFAULT_SUBNET
+    if raw is None:
+        return NetworkConfig(name, subnet)
+    if not isinstance(raw, Mapping):
+        problems.add("mailstack:network", "must be an object {name, subnet}")
+        return NetworkConfig(name, subnet)
+    _check_keys(raw, frozenset({"name", "subnet"}), "mailstack:network", problems)
+    if "name" in raw:
+        if isinstance(raw["name"], str) and re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", raw["name"]):
+            name = raw["name"]
+        else:
+            problems.add("mailstack:network.name", f"is not a valid Docker network name: {raw['name']!r}")
+    if "subnet" in raw:
+        try:
+            subnet = IPv4Network(str(raw["subnet"]))
+        except ValueError:
+            problems.add(
+                "mailstack:network.subnet",
+                f"must be an IPv4 network such as 172.28.0.0/16 (host bits zero), got {raw['subnet']!r}",
+            )
+        else:
+            if subnet.prefixlen > 26:
+                problems.add("mailstack:network.subnet", f"{subnet} is too small; use a /26 or larger")
+                subnet = DEFAULT_SUBNET
+    return NetworkConfig(name, subnet)
+
+
+def _parse_users(raw: Any, domain: str, where: str, problems: _Problems) -> tuple[User, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.add(
+            f"{where}.users",
+            "no users: docker-mailserver refuses to start without an account; add at least one {name, quota}",
+        )
+        return ()
+    users: list[User] = []
+    seen: set[str] = set()
+    for j, item in enumerate(raw):
+        uwhere = f"{where}.users[{j}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, Mapping):
+            problems.add(uwhere, "must be an object {name, quota}")
+            continue
+        _check_keys(item, frozenset({"name", "quota"}), uwhere, problems)
+        name = item.get("name")
+        if not isinstance(name, str) or not LOCAL_PART_RE.match(name):
+            problems.add(
+                f"{uwhere}.name",
+                f"invalid user name {name!r}: use lowercase letters, digits and . _ + - (the local part only)",
+            )
+            continue
+        if name in seen:
+            problems.add(f"{uwhere}.name", f"duplicate user {name}@{domain}: remove one of the entries")
+            continue
+        seen.add(name)
+        quota = item.get("quota")
+        if quota is not None:
+            quota = str(quota)
+            if not QUOTA_RE.match(quota):
+                problems.add(
+                    f"{uwhere}.quota",
+                    f"invalid quota {quota!r}: use a number with a unit B, k, M, G or T (e.g. 1G, 500M), "
+                    "or 0 for unlimited; a bare number would mean bytes",
+                )
+                quota = None
+        users.append(User(name=name, domain=domain, quota=quota))
+    return tuple(users)
+
+
+def _parse_ports(raw: Any, where: str, problems: _Problems) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    if not isinstance(raw, Mapping):
+        problems.add(f"{where}.ports", "must be an object {smtp, submission, imap[, pop3]} of host ports")
+        return ports
+    _check_keys(raw, frozenset(PORT_KEYS), f"{where}.ports", problems)
+    for key in PORT_KEYS:
+        if key not in raw:
+            if key in REQUIRED_PORT_KEYS:
+                problems.add(f"{where}.ports.{key}", "is missing: give the host port to publish")
+            continue
+        number = _as_int(raw[key], f"{where}.ports.{key}", problems, 1, 65535)
+        if number is not None:
+            ports[key] = number
+    return ports
+
+
+def _parse_domain(
+    i: int, raw: Any, stack_bind: str, network: NetworkConfig, problems: _Problems
+) -> Domain | None:
+    where = f"mailstack:domains[{i}]"
+    if not isinstance(raw, Mapping):
+        problems.add(where, "must be an object with domain, server, ports and users")
+        return None
+    name = raw.get("domain")
+    if not isinstance(name, str) or not _valid_domain(name):
+        _check_keys(raw, DOMAIN_KEYS, where, problems)
+        problems.add(
+            f"{where}.domain",
+            f"invalid mail domain {name!r}: use a lowercase name with at least two labels, e.g. example1.local",
+        )
+        return None
+    where = f"mailstack:domains[{i}] ({name})"
+    _check_keys(raw, DOMAIN_KEYS, where, problems)
+    server = raw.get("server")
+    if not isinstance(server, str) or not SERVER_RE.match(server):
+        problems.add(
+            f"{where}.server",
+            f"invalid server alias {server!r}: use a short lowercase name such as mta1 (letters, digits, -)",
+        )
+        server = ""
+    hostname = raw.get("hostname", f"mail.{name}")
+    if not isinstance(hostname, str) or not _valid_domain(hostname):
+        problems.add(
+            f"{where}.hostname",
+            f"hostname {hostname!r} must be a fully qualified name such as mail.{name}",
+        )
+        hostname = f"mail.{name}"
+    bind = stack_bind
+    if "bindAddress" in raw:
+        bind = _as_ipv4(raw["bindAddress"], f"{where}.bindAddress", problems) or stack_bind
+    if "address" in raw:
+        address = _as_ipv4(raw["address"], f"{where}.address", problems)
+        first, last = network.static_pool()
+        if address is not None and not first <= int(IPv4Address(address)) <= last:
+            problems.add(
+                f"{where}.address",
+                f"{address} is outside the fixed-address pool {IPv4Address(first)}-{IPv4Address(last)} "
+                f"of {network.subnet} (the rest is Docker's dynamic range): pick one inside it",
+            )
+        fixed = IPv4Address(address) if address else static_address(name, network)
+    else:
+        fixed = static_address(name, network)
+    webmail = None
+    if "webmail" in raw and raw["webmail"] is not None:
+        wraw = raw["webmail"]
+        if not isinstance(wraw, Mapping):
+            problems.add(f"{where}.webmail", "must be an object {port}")
+        else:
+            _check_keys(wraw, frozenset({"port"}), f"{where}.webmail", problems)
+            port = _as_int(wraw.get("port"), f"{where}.webmail.port", problems, 1, 65535)
+            if port is not None:
+                webmail = Webmail(port=port)
+    return Domain(
+        domain=name,
+        server=server,
+        hostname=hostname,
+        ports=_parse_ports(raw.get("ports"), where, problems),
+        users=_parse_users(raw.get("users"), name, where, problems),
+        aliases=(),
+        bind_address=bind,
+        address=fixed,
+        webmail=webmail,
+    )
+
+
+def _parse_aliases(raw_domains: list[Any], domains: list[Domain], problems: _Problems) -> list[Domain]:
+    accounts = {u.address for d in domains for u in d.users}
+    alias_addresses = set()
+    parsed: dict[str, tuple[Alias, ...]] = {}
+    for i, (raw, d) in enumerate(zip(raw_domains, domains, strict=True)):
+        where = f"mailstack:domains[{i}] ({d.domain}).aliases"
+        aliases_raw = raw.get("aliases") or {}
+        if not isinstance(aliases_raw, Mapping):
+            problems.add(where, "must be a map of alias local part to a list of full addresses")
+            continue
+        items = []
+        for local, targets in aliases_raw.items():
+            awhere = f"{where}.{local}"
+            if not isinstance(local, str) or not LOCAL_PART_RE.match(local):
+                problems.add(awhere, "invalid alias: give only the local part, e.g. 'info'")
+                continue
+            if f"{local}@{d.domain}" in accounts:
+                problems.add(awhere, f"{local}@{d.domain} is already a user: rename the alias or the user")
+                continue
+            if isinstance(targets, str):
+                targets = [targets]
+            if not isinstance(targets, list) or not targets:
+                problems.add(awhere, "must list at least one full target address")
+                continue
+            items.append(Alias(local=local, domain=d.domain, targets=tuple(str(t) for t in targets)))
+            alias_addresses.add(f"{local}@{d.domain}")
+        parsed[d.domain] = tuple(items)
+    known = accounts | alias_addresses
+    result = []
+    for i, d in enumerate(domains):
+        for alias in parsed.get(d.domain, ()):
+            for target in alias.targets:
+                if target not in known:
+                    problems.add(
+                        f"mailstack:domains[{i}] ({d.domain}).aliases.{alias.local}",
+                        f"target {target!r} is unknown: use the full address of a user or alias of this stack",
+                    )
+        result.append(
+            Domain(**{**d.__dict__, "aliases": parsed.get(d.domain, ())})  # type: ignore[arg-type]
+        )
+    return result
+
+
+def _check_unique(domains: list[Domain], problems: _Problems) -> None:
+    seen_domain: dict[str, int] = {}
+    seen_server: dict[str, str] = {}
+    seen_host: dict[str, str] = {}
+    seen_addr: dict[IPv4Address, str] = {}
+    mail_domains = {d.domain for d in domains}
+    for i, d in enumerate(domains):
+        where = f"mailstack:domains[{i}] ({d.domain})"
+        if d.domain in seen_domain:
+            problems.add(where, f"duplicate domain: it is already domains[{seen_domain[d.domain]}]")
+        seen_domain.setdefault(d.domain, i)
+        if d.server and d.server in seen_server:
+            problems.add(
+                f"{where}.server",
+                f"server alias {d.server} is already used by {seen_server[d.server]}: aliases must be unique "
+                "(Docker DNS would round-robin a shared alias)",
+            )
+        seen_server.setdefault(d.server, d.domain)
+        if d.hostname in mail_domains:
+            problems.add(
+                f"{where}.hostname",
+                f"{d.hostname} is a mail domain of this stack; use a name like mail.{d.domain} "
+                "(a bare-domain hostname breaks delivery)",
+            )
+        if d.hostname in seen_host:
+            problems.add(
+                f"{where}.hostname",
+                f"{d.hostname} is also the hostname of {seen_host[d.hostname]}: two servers with one "
+                "hostname bounce mail as 'loops back to myself'",
+            )
+        seen_host.setdefault(d.hostname, d.domain)
+        if d.address in seen_addr:
+            problems.add(
+                f"{where}.address",
+                f"fixed address {d.address} is also taken by {seen_addr[d.address]}: pin a free address "
+                "with `address:` on one of them",
+            )
+        seen_addr.setdefault(d.address, d.domain)
+
+
+def all_host_ports(
+    domains: Sequence[Domain], extra: Sequence[tuple[str, HostPort]] = ()
+) -> list[tuple[str, HostPort]]:
+    """Every published host port of the stack, labelled with the config item it comes from."""
+    ports: list[tuple[str, HostPort]] = []
+    for i, d in enumerate(domains):
+        for hp in d.host_ports():
+            ports.append((f"mailstack:domains[{i}] ({d.domain}).ports.{hp.service}", hp))
+        if d.webmail is not None:
+            hp = HostPort("webmail", d.webmail.port, 80, d.bind_address)
+            ports.append((f"mailstack:domains[{i}] ({d.domain}).webmail.port", hp))
+    ports.extend(extra)
+    return ports
+
+
+def _check_ports(ports: list[tuple[str, HostPort]], problems: _Problems) -> None:
+    for a in range(len(ports)):
+        for b in range(a):
+            wa, pa = ports[a]
+            wb, pb = ports[b]
+            same_address = pa.bind_address == pb.bind_address or "0.0.0.0" in (
+                pa.bind_address,
+                pb.bind_address,
+            )
+            if pa.port == pb.port and pa.protocol == pb.protocol and same_address:
+                problems.add(wa, f"host port {pa.port}/{pa.protocol} is already used by {wb}: pick another")
+                break
+
+
+def _parse_postfix(raw: Any, problems: _Problems) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        problems.add("mailstack:postfix", "must be a map of main.cf parameter names to values")
+        return ()
+    settings: list[tuple[str, str]] = []
+    for name, value in raw.items():
+        where = f"mailstack:postfix.{name}"
+        if not isinstance(name, str) or not POSTFIX_NAME_RE.match(name):
+            problems.add(where, "is not a Postfix parameter name")
+            continue
+        if name in postfix_params.ENV_CONTROLLED:
+            problems.add(
+                where,
+                f"docker-mailserver sets {name} from its environment; use {postfix_params.ENV_CONTROLLED[name]}"
+                " instead",
+            )
+            continue
+        if name in postfix_params.MANAGED_BY_MAILSTACK:
+            problems.add(where, postfix_params.MANAGED_BY_MAILSTACK[name])
+            continue
+        if not postfix_params.is_known_parameter(name):
+            hint = postfix_params.unknown_parameter_hint(name) or ""
+            problems.add(
+                where,
+                f"Postfix {postfix_params.POSTFIX_VERSION} (in the pinned mail server image) has no parameter "
+                f"{name}{'; ' + hint if hint else ''}",
+            )
+            continue
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, int | float | str):
+            text = str(value)
+        else:
+            problems.add(where, f"value must be a string or number, got {type(value).__name__}")
+            continue
+        if "\n" in text or "\r" in text:
+            problems.add(where, "value must be a single line")
+            continue
+        settings.append((name, text.strip()))
+    return tuple(settings)
+
+
+def _parse_images(raw: Any, problems: _Problems) -> dict[str, str]:
+    images = dict(DEFAULT_IMAGES)
+    if raw is None:
+        return images
+    if not isinstance(raw, Mapping):
+        problems.add("mailstack:images", "must be a map {mailserver, webmail, vpn} of image references")
+        return images
+    _check_keys(raw, frozenset(DEFAULT_IMAGES), "mailstack:images", problems)
+    for key in DEFAULT_IMAGES:
+        if key in raw:
+            ref = raw[key]
+            problem = image_tag_problem(ref) if isinstance(ref, str) and ref else "is empty"
+            if problem:
+                problems.add(f"mailstack:images.{key}", f"{ref!r} {problem}")
+            else:
+                images[key] = ref
+    return images
+
+
+def _check_passwords(
+    passwords: Mapping[str, Any] | None, users: list[User], production: bool, problems: _Problems
+) -> frozenset[str]:
+    if passwords is None:
+        return frozenset()
+    if not isinstance(passwords, Mapping):
+        problems.add("mailstack:passwords", "must be a map of full address to password (set as a secret)")
+        return frozenset()
+    known = {u.address for u in users}
+    explicit = set()
+    for address, password in passwords.items():
+        where = f"mailstack:passwords.{address}"
+        if address not in known:
+            problems.add(
+                where,
+                "is not an account of this stack: remove it with `pulumi config rm --path "
+                f"'mailstack:passwords.{address}'` or add the user",
+            )
+            continue
+        if not isinstance(password, str) or not password:
+            problems.add(where, "must be a non-empty string")
+            continue
+        if any(c in password for c in "\n\r"):
+            problems.add(where, "must be a single line")
+            continue
+        if production:
+            if password.lower() in WEAK_PASSWORDS:
+                problems.add(where, "is a well-known default password; production stacks refuse it")
+                continue
+            if len(password) < MIN_PRODUCTION_PASSWORD:
+                problems.add(
+                    where,
+                    f"is shorter than {MIN_PRODUCTION_PASSWORD} characters; production stacks refuse it "
+                    "(or remove the entry to get a generated password)",
+                )
+                continue
+        explicit.add(address)
+    return frozenset(explicit)
+
+
+def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] | None = None) -> StackConfig:
+    """Validate the raw ``mailstack:*`` configuration of ``stack`` and build the model.
+
+    ``raw`` maps keys without the namespace (``domains``, ``bindAddress``...) to their
+    parsed values. ``passwords`` is the secret ``mailstack:passwords`` map; it is only
+    checked here, its values never enter the model. Raises ``ConfigError`` listing every problem.
+    """
+    problems = _Problems()
+    for key in sorted(set(raw) - TOP_LEVEL_KEYS):
+        problems.add(f"mailstack:{key}", f"unknown configuration key{_closest(key, TOP_LEVEL_KEYS)}")
+    if not re.match(r"^[a-z0-9][a-z0-9-]*$", stack.lower()):
+        problems.add("stack name", f"{stack!r} cannot be part of Docker names: use letters, digits and -")
+    production = _as_bool(raw.get("production"), "mailstack:production", problems, False)
+    protect = _as_bool(raw.get("protectData"), "mailstack:protectData", problems, True)
+    bind = _as_ipv4(raw.get("bindAddress", "127.0.0.1"), "mailstack:bindAddress", problems) or "127.0.0.1"
+    tls = raw.get("tls", "none")
+    if tls not in TLS_MODES:
+        problems.add("mailstack:tls", f"must be one of {', '.join(TLS_MODES)}, got {tls!r}")
+        tls = "none"
+    msl = raw.get("messageSizeLimit", DEFAULT_MESSAGE_SIZE_LIMIT)
+    message_size = (
+        _as_int(msl, "mailstack:messageSizeLimit", problems, 1, 2**40) or DEFAULT_MESSAGE_SIZE_LIMIT
+    )
+    mailbox_size = _as_int(raw.get("mailboxSizeLimit", 0), "mailstack:mailboxSizeLimit", problems, 0, 2**50)
+    if mailbox_size and mailbox_size < message_size:
+        problems.add(
+            "mailstack:mailboxSizeLimit",
+            f"{mailbox_size} is smaller than messageSizeLimit {message_size}: Postfix requires it to be "
+            "0 (unlimited) or at least the message size limit",
+        )
+    network = _parse_network(raw.get("network"), stack.lower(), problems)
+
+    raw_domains = raw.get("domains")
+    domains: list[Domain] = []
+    if not isinstance(raw_domains, list) or not raw_domains:
+        problems.add(
+            "mailstack:domains",
+            "is missing or empty: add at least one {domain, server, ports, users} entry (see README)",
+        )
+        raw_domains = []
+    usable_raw = []
+    for i, item in enumerate(raw_domains):
+        d = _parse_domain(i, item, bind, network, problems)
+        if d is not None:
+            domains.append(d)
+            usable_raw.append(item)
+    _check_unique(domains, problems)
+    domains = _parse_aliases(usable_raw, domains, problems)
+
+    vpn = None
+    extra_ports: list[tuple[str, HostPort]] = []
+    if raw.get("vpn") is not None:
+        try:
+            from config import vpn as vpn_module
+        except ImportError:  # pragma: no cover - the VPN module ships with the project
+            vpn_module = None
+        if vpn_module is not None:
+            try:
+                vpn = vpn_module.parse_vpn(raw.get("vpn"), network.subnet)
+            except ConfigError as err:
+                problems.items.extend(err.problems)
+            else:
+                if vpn.enabled:
+                    extra_ports.append(
+                        ("mailstack:vpn.port", HostPort("vpn", vpn.port, 51820, vpn.bind_address, "udp"))
+                    )
+    _check_ports(all_host_ports(domains, extra_ports), problems)
+
+    users = [u for d in domains for u in d.users]
+    explicit = _check_passwords(passwords, users, production, problems)
+    postfix = _parse_postfix(raw.get("postfix"), problems)
+    images = _parse_images(raw.get("images"), problems)
+    if production and not protect:
+        problems.add("mailstack:protectData", "must stay true in a production stack (mail data protection)")
+
+    if problems.items:
+        raise ConfigError(problems.items)
+    return StackConfig(
+        stack=stack.lower(),
+        domains=tuple(domains),
+        network=network,
+        bind_address=bind,
+        images=images,
+        postfix=postfix,
+        message_size_limit=message_size,
+        mailbox_size_limit=mailbox_size or 0,
+        protect_data=protect,
+        production=production,
+        tls=tls,
+        explicit_passwords=explicit,
+        vpn=vpn,
+    )
+
+
+def ipv4(value: str) -> IPv4Address:
+    """Parse an IPv4 address (small helper for renderers and tests)."""
+    return ipaddress.IPv4Address(value)
