@@ -1,0 +1,267 @@
+"""MailDomain: one mail domain served by one docker-mailserver container."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from config import passwords as pw
+from config import postfix as pf
+from config.model import Domain, StackConfig
+
+WRITER_STAGING = "/mailstack/staging"
+WRITER_SCRIPT = f"""set -euo pipefail
+dst={pf.CONFIG_DIR}
+for name in "$@"; do
+  install -m 0644 "{WRITER_STAGING}/$name" "$dst/.$name.mailstack-tmp"
+  mv -f "$dst/.$name.mailstack-tmp" "$dst/$name"
+  echo "mailstack: wrote $dst/$name"
+done
+sync
+"""
+"""Copies each staged file into the config volume atomically (write, then rename), in argument order."""
+
+MAILSERVER_STOP_SECONDS = 60
+HEALTH_START_PERIOD_SECONDS = 150
+"""Covers docker-mailserver's start, which waits up to 120 s for an account (image-contracts.md A6)."""
+HEALTH_WAIT_TIMEOUT_SECONDS = 300
+"""How long Pulumi waits for the server to become healthy; longer than the start period."""
+
+
+@dataclass
+class MailDomainArgs:
+    """Inputs of a MailDomain."""
+
+    stack: StackConfig
+    """The whole validated stack (routes and peer trust depend on the other domains)."""
+    domain: Domain
+    """The domain this component serves."""
+    network_name: pulumi.Input[str]
+    """Name of the shared Docker network."""
+    image_id: pulumi.Input[str]
+    """Image id of the pinned docker-mailserver image (``RemoteImage.image_id``)."""
+    passwords: pulumi.Input[Mapping[str, str]]
+    """Secret map of explicit passwords (full address to password) for this domain's users."""
+    docker_host: str | None = None
+    """The ``docker:host`` of the stack, used only to print ready-to-run commands."""
+
+
+class MailDomain(pulumi.ComponentResource):
+    """A docker-mailserver instance for one mail domain, with its volumes and generated configuration.
+
+    Configuration reaches the server through a config volume that a short-lived writer
+    container (same image) fills. Files the change detector watches (accounts, aliases,
+    quotas) and the routing files are rewritten without touching the server container;
+    ``postfix-main.cf`` and the environment, read only at start, are part of the server's
+    own inputs (a label carries main.cf's digest), so changing them replaces the container.
+    """
+
+    server: pulumi.Output[str]
+    """Network alias of the server (``mta1``)."""
+    hostname: pulumi.Output[str]
+    """FQDN hostname of the server (``mail.example1.local``)."""
+    container_name: pulumi.Output[str]
+    """Docker name of the server container."""
+    endpoints: pulumi.Output[dict[str, str]]
+    """Published endpoints, service to ``address:port``."""
+    volumes: pulumi.Output[dict[str, str]]
+    """Docker names of the volumes (mail, state, logs, config)."""
+    commands: pulumi.Output[dict[str, str]]
+    """Handy troubleshooting commands for this server."""
+    generated_passwords: pulumi.Output[dict[str, str]]
+    """Secret: generated passwords of the accounts without an explicit one."""
+    check_account: pulumi.Output[dict[str, str]]
+    """Secret: address and password of the account ``make verify`` uses for this domain."""
+    config_revision: pulumi.Output[str]
+    """Digest of the generated files; resolves only after the writer exited with status 0."""
+
+    def __init__(self, name: str, args: MailDomainArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the volumes, seed, config writer and server container of ``args.domain``."""
+        super().__init__("mailstack:index:MailDomain", name, None, opts)
+        stack, domain = args.stack, args.domain
+        prefix = stack.prefix()
+        child = pulumi.ResourceOptions(parent=self)
+        labels = {"mailstack.stack": stack.stack, "mailstack.domain": domain.domain}
+
+        # Mail data: retained when the stack or the container goes away, protected on request.
+        data_opts = pulumi.ResourceOptions(parent=self, protect=stack.protect_data, retain_on_delete=True)
+        volume_names = {
+            role: f"{prefix}-{domain.slug}-{role}" for role in ("mail", "state", "logs", "config")
+        }
+        volumes = {
+            role: docker.Volume(
+                f"{name}-{role}",
+                name=volume_names[role],
+                labels=_labels({**labels, "mailstack.volume": role}, docker.VolumeLabelArgs),
+                opts=data_opts if role != "config" else child,
+            )
+            for role in volume_names
+        }
+
+        # One secret seed per domain: per-account salts and generated passwords derive from it.
+        seed = random.RandomBytes(f"{name}-seed", length=32, opts=child)
+        addresses = [u.address for u in domain.users]
+        explicit = sorted(a for a in addresses if a in stack.explicit_passwords)
+        static = pf.static_files(stack, domain)
+        reload_revision = pf.revision(*(static[f] for f in pf.RELOAD_FILES))
+
+        def _accounts(values: list) -> dict[str, str]:
+            seed_b64, given = values
+            key = pw.seed_bytes(seed_b64)
+            passwords = {a: (given or {}).get(a) or pw.derive_password(key, a) for a in addresses}
+            entries = [(a, pw.hash_password(passwords[a], pw.derive_salt(key, a))) for a in addresses]
+            generated = {a: passwords[a] for a in addresses if a not in explicit}
+            return {
+                "accounts": pf.render_accounts(entries, reload_revision),
+                "check": passwords[addresses[0]],
+                **{f"gen:{a}": p for a, p in generated.items()},
+            }
+
+        material = pulumi.Output.secret(pulumi.Output.all(seed.base64, args.passwords).apply(_accounts))
+        accounts = material.apply(lambda m: m["accounts"])
+        self.generated_passwords = pulumi.Output.secret(
+            material.apply(lambda m: {k[4:]: v for k, v in m.items() if k.startswith("gen:")})
+        )
+        self.check_account = pulumi.Output.secret(
+            material.apply(lambda m: {"address": addresses[0], "password": m["check"]})
+        )
+
+        # The accounts file is written last: its change is what triggers the reload.
+        order = [*sorted(static), pf.ACCOUNTS_FILE]
+        digest = pulumi.Output.unsecret(
+            accounts.apply(lambda text: pf.revision(*(static[f] for f in sorted(static)), text))
+        )
+        uploads: list[docker.ContainerUploadArgs] = [
+            docker.ContainerUploadArgs(file=f"{WRITER_STAGING}/{f}", content=static[f], permissions="0644")
+            for f in sorted(static)
+        ]
+        uploads.append(
+            docker.ContainerUploadArgs(
+                file=f"{WRITER_STAGING}/{pf.ACCOUNTS_FILE}",
+                content=pulumi.Output.secret(accounts),
+                permissions="0600",
+            )
+        )
+        writer = docker.Container(
+            f"{name}-config-writer",
+            # The name carries the content digest: a change creates a new writer before the old
+            # one is deleted, and an unchanged configuration re-creates nothing.
+            name=digest.apply(lambda d: f"{prefix}-{domain.server}-config-{d}"),
+            image=args.image_id,
+            entrypoints=["/bin/bash", "-c", WRITER_SCRIPT, "mailstack-config-writer"],
+            command=order,
+            uploads=uploads,
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=volumes["config"].name, container_path=pf.CONFIG_DIR)
+            ],
+            network_mode="none",
+            attach=True,
+            must_run=False,
+            logs=True,
+            restart="no",
+            labels=_labels({**labels, "mailstack.role": "config-writer"}, docker.ContainerLabelArgs),
+            opts=child,
+        )
+
+        def _check_exit(values: list) -> str:
+            code, logs, revision = values
+            if code not in (0, None):
+                raise RuntimeError(
+                    f"the config writer of {domain.server} ({domain.domain}) exited with status {code}; "
+                    f"its output: {logs or '(none)'}"
+                )
+            return revision
+
+        self.config_revision = pulumi.Output.all(writer.exit_code, writer.container_logs, digest).apply(
+            _check_exit
+        )
+
+        env = pf.mailserver_env(stack, domain)
+        start_digest = hashlib.sha256(static[pf.MAIN_CF_FILE].encode()).hexdigest()
+        container_name = f"{prefix}-{domain.server}"
+        server = docker.Container(
+            f"{name}-server",
+            name=container_name,
+            image=args.image_id,
+            hostname=domain.hostname,
+            envs=[f"{k}={v}" for k, v in sorted(env.items())],
+            labels=_labels(
+                {**labels, "mailstack.role": "mailserver", "mailstack.start-config-sha256": start_digest},
+                docker.ContainerLabelArgs,
+            ),
+            ports=[
+                docker.ContainerPortArgs(internal=hp.container_port, external=hp.port, ip=hp.bind_address)
+                for hp in domain.host_ports()
+            ],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=volumes[role].name, container_path=path)
+                for role, path in (
+                    ("mail", "/var/mail"),
+                    ("state", "/var/mail-state"),
+                    ("logs", "/var/log/mail"),
+                    ("config", pf.CONFIG_DIR),
+                )
+            ],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(
+                    name=args.network_name,
+                    aliases=[domain.server, domain.hostname],
+                    ipv4_address=str(domain.address),
+                )
+            ],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD-SHELL", pf.HEALTHCHECK],
+                interval="10s",
+                timeout="5s",
+                retries=3,
+                start_period=f"{HEALTH_START_PERIOD_SECONDS}s",
+            ),
+            restart="unless-stopped",
+            stop_timeout=MAILSERVER_STOP_SECONDS,
+            destroy_grace_seconds=MAILSERVER_STOP_SECONDS,
+            wait=True,
+            wait_timeout=HEALTH_WAIT_TIMEOUT_SECONDS,
+            must_run=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[writer], delete_before_replace=True),
+        )
+
+        docker_cmd = f"docker -H {args.docker_host}" if args.docker_host else "docker"
+        self.server = pulumi.Output.from_input(domain.server)
+        self.hostname = pulumi.Output.from_input(domain.hostname)
+        self.container_name = server.name
+        self.endpoints = pulumi.Output.from_input(
+            {hp.service: f"{hp.bind_address}:{hp.port}" for hp in domain.host_ports()}
+        )
+        self.volumes = pulumi.Output.from_input({role: v.name for role, v in volumes.items()})
+        self.commands = pulumi.Output.from_input(
+            {
+                "queue": f"{docker_cmd} exec {container_name} postqueue -p",
+                "flush": f"{docker_cmd} exec {container_name} postqueue -f",
+                "logs": f"{docker_cmd} logs -f {container_name}",
+                "routes": f"{docker_cmd} exec {container_name} postconf -h transport_maps mynetworks",
+                "setup": f"{docker_cmd} exec -it {container_name} setup help",
+            }
+        )
+        self.resources = {"server": server, "writer": writer, "seed": seed, **volumes}
+        self.register_outputs(
+            {
+                "server": self.server,
+                "hostname": self.hostname,
+                "containerName": self.container_name,
+                "endpoints": self.endpoints,
+                "volumes": self.volumes,
+                "commands": self.commands,
+                "generatedPasswords": self.generated_passwords,
+                "configRevision": self.config_revision,
+            }
+        )
+
+
+def _labels(values: Mapping[str, str], cls: type) -> Sequence:
+    """Docker labels as the provider's label args, in a stable order."""
+    return [cls(label=k, value=v) for k, v in sorted(values.items())]

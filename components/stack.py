@@ -1,0 +1,73 @@
+"""MailStack: the whole stack (shared network and images, one MailDomain per domain)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.maildomain import MailDomain, MailDomainArgs
+from config.model import StackConfig
+
+
+@dataclass
+class MailStackArgs:
+    """Inputs of the MailStack."""
+
+    config: StackConfig
+    """The validated stack configuration."""
+    passwords: pulumi.Input[Mapping[str, str]]
+    """Secret map of explicit passwords (``mailstack:passwords``)."""
+    docker_host: str | None = None
+    """``docker:host`` of the stack, only used in printed commands."""
+
+
+class MailStack(pulumi.ComponentResource):
+    """The shared Docker network and images, and a MailDomain per configured domain."""
+
+    network_name: pulumi.Output[str]
+    """Name of the shared Docker network."""
+    domains: dict[str, MailDomain]
+    """The MailDomain components, by mail domain."""
+
+    def __init__(self, name: str, args: MailStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the network, the pinned images and every mail domain."""
+        super().__init__("mailstack:index:MailStack", name, None, opts)
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        net = cfg.network
+        network = docker.Network(
+            f"{name}-network",
+            name=net.name,
+            driver="bridge",
+            ipam_configs=[
+                docker.NetworkIpamConfigArgs(
+                    subnet=str(net.subnet), ip_range=str(net.dynamic_range), gateway=str(net.gateway)
+                )
+            ],
+            labels=[docker.NetworkLabelArgs(label="mailstack.stack", value=cfg.stack)],
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        mail_image = docker.RemoteImage(
+            f"{name}-mailserver-image", name=cfg.images["mailserver"], keep_locally=True, opts=child
+        )
+        self.network_name = network.name
+        self.domains = {}
+        for d in cfg.domains:
+            self.domains[d.domain] = MailDomain(
+                d.domain,
+                MailDomainArgs(
+                    stack=cfg,
+                    domain=d,
+                    network_name=network.name,
+                    image_id=mail_image.image_id,
+                    passwords=pulumi.Output.secret(args.passwords).apply(
+                        lambda p, d=d: {u.address: p[u.address] for u in d.users if u.address in (p or {})}
+                    ),
+                    docker_host=args.docker_host,
+                ),
+                opts=child,
+            )
+        self.register_outputs({"networkName": self.network_name})
