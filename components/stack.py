@@ -9,6 +9,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.maildomain import MailDomain, MailDomainArgs
+from components.webmail import Webmail, WebmailArgs
 from config.model import StackConfig
 
 
@@ -31,6 +32,8 @@ class MailStack(pulumi.ComponentResource):
     """Name of the shared Docker network."""
     domains: dict[str, MailDomain]
     """The MailDomain components, by mail domain."""
+    webmails: dict[str, Webmail]
+    """The Webmail components, by mail domain (only domains with ``webmail``)."""
 
     def __init__(self, name: str, args: MailStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Declare the network, the pinned images and every mail domain."""
@@ -70,4 +73,22 @@ class MailStack(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+        self.webmails = {}
+        if any(d.webmail for d in cfg.domains):
+            webmail_image = docker.RemoteImage(
+                f"{name}-webmail-image", name=cfg.images["webmail"], keep_locally=True, opts=child
+            )
+            for d in cfg.domains:
+                if d.webmail is not None:
+                    self.webmails[d.domain] = Webmail(
+                        f"{d.domain}-webmail",
+                        WebmailArgs(
+                            stack=cfg,
+                            domain=d,
+                            network_name=network.name,
+                            image_id=webmail_image.image_id,
+                            depends_on=[self.domains[d.domain]],
+                        ),
+                        opts=child,
+                    )
         self.register_outputs({"networkName": self.network_name})
