@@ -16,6 +16,7 @@ from pulumi.runtime import config as runtime_config
 from components.stack import MailStack, MailStackArgs
 from config.errors import ConfigError
 from config.model import load_stack
+from config.roundcube import webmail_url
 
 NAMESPACE = "mailstack"
 
@@ -69,10 +70,12 @@ pulumi.export(
             "volumes": md.volumes,
             "commands": md.commands,
             "configRevision": md.config_revision,
+            "webmailUrl": mail.webmails[name].url if name in mail.webmails else None,
         }
         for name, md in mail.domains.items()
     },
 )
+pulumi.export("webmails", {name: wm.url for name, wm in mail.webmails.items()})
 pulumi.export(
     "generatedPasswords",
     pulumi.Output.secret(
@@ -93,7 +96,7 @@ def _verify_target(domain: Any, account: dict[str, str]) -> dict[str, Any]:
         "ports": dict(domain.ports),
         "tls": stack_config.tls,
         "account": account,
-        "webmail": None,
+        "webmail": {"url": webmail_url(domain)} if domain.webmail is not None else None,
     }
 
 
