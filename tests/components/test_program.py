@@ -108,9 +108,9 @@ def test_dev_generated_files_and_writer(dev_program):
 
 def test_volumes_retained_and_protected(dev_program):
     volumes = {unwrap(r.inputs["name"]): r for r in dev_program.of_type(VOLUME)}
-    assert len(volumes) == 8
+    assert len(volumes) == 10  # per domain: mail, state, logs, config and the webmail's SQLite volume
     for name, reg in volumes.items():
-        if name.endswith(("-mail", "-state", "-logs")):
+        if name.endswith(("-mail", "-state", "-logs", "-webmail-db")):
             assert reg.protect and reg.retain_on_delete, name
         else:
             assert name.endswith("-config") and not reg.protect
@@ -209,3 +209,23 @@ def test_bad_config_fails_before_any_resource():
     with pytest.raises(SystemExit) as err:
         run(config)
     assert "mailstack:domains[0] (example1.local).users[0].quota" in str(err.value)
+
+
+def test_tls_letsencrypt_mounts_certificates_read_only():
+    config = dev_config()
+    config["tls"] = "letsencrypt"
+    program = run(config)
+    server = unwrap(program.containers()["mailstack-dev-mta1"].inputs)
+    (mount,) = [v for v in server["volumes"] if v.get("hostPath")]
+    assert mount == {"hostPath": "/etc/letsencrypt", "containerPath": "/etc/letsencrypt", "readOnly": True}
+    assert "SSL_TYPE=letsencrypt" in server["envs"]
+
+
+def test_tls_self_signed_writer_makes_certificate():
+    config = dev_config()
+    config["tls"] = "self-signed"
+    program = run(config)
+    writer = unwrap(writer_of(program, "mta1").inputs)
+    assert writer["envs"] == ["MAILSTACK_SELF_SIGNED=mail.example1.local"]
+    server = unwrap(program.containers()["mailstack-dev-mta1"].inputs)
+    assert "SSL_TYPE=self-signed" in server["envs"]
