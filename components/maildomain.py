@@ -16,9 +16,22 @@ from config.model import Domain, StackConfig
 
 WRITER_STAGING = "/mailstack/staging"
 WRITER_SCRIPT = f"""set -euo pipefail
-dst={pf.CONFIG_DIR}
+dst="${{MAILSTACK_CONFIG_DIR:-{pf.CONFIG_DIR}}}"
+src="${{MAILSTACK_STAGING:-{WRITER_STAGING}}}"
+if [ -n "${{MAILSTACK_SELF_SIGNED:-}}" ] && [ ! -s "$dst/ssl/$MAILSTACK_SELF_SIGNED-cert.pem" ]; then
+  # tls: self-signed: one certificate per server, made once and kept in the config volume
+  mkdir -p "$dst/ssl/demoCA"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$MAILSTACK_SELF_SIGNED" \\
+    -addext "subjectAltName=DNS:$MAILSTACK_SELF_SIGNED" \\
+    -keyout "$dst/ssl/.key.tmp" -out "$dst/ssl/.cert.tmp" 2>/dev/null
+  chmod 0600 "$dst/ssl/.key.tmp"
+  cp "$dst/ssl/.cert.tmp" "$dst/ssl/demoCA/cacert.pem"
+  mv -f "$dst/ssl/.key.tmp" "$dst/ssl/$MAILSTACK_SELF_SIGNED-key.pem"
+  mv -f "$dst/ssl/.cert.tmp" "$dst/ssl/$MAILSTACK_SELF_SIGNED-cert.pem"
+  echo "mailstack: made a self-signed certificate for $MAILSTACK_SELF_SIGNED"
+fi
 for name in "$@"; do
-  install -m 0644 "{WRITER_STAGING}/$name" "$dst/.$name.mailstack-tmp"
+  install -m 0644 "$src/$name" "$dst/.$name.mailstack-tmp"
   mv -f "$dst/.$name.mailstack-tmp" "$dst/$name"
   echo "mailstack: wrote $dst/$name"
 done
@@ -159,6 +172,7 @@ class MailDomain(pulumi.ComponentResource):
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=volumes["config"].name, container_path=pf.CONFIG_DIR)
             ],
+            envs=[f"MAILSTACK_SELF_SIGNED={domain.hostname}"] if stack.tls == "self-signed" else None,
             network_mode="none",
             attach=True,
             must_run=False,
@@ -206,7 +220,8 @@ class MailDomain(pulumi.ComponentResource):
                     ("logs", "/var/log/mail"),
                     ("config", pf.CONFIG_DIR),
                 )
-            ],
+            ]
+            + _certificate_volumes(stack),
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
                     name=args.network_name,
@@ -265,3 +280,12 @@ class MailDomain(pulumi.ComponentResource):
 def _labels(values: Mapping[str, str], cls: type) -> Sequence:
     """Docker labels as the provider's label args, in a stable order."""
     return [cls(label=k, value=v) for k, v in sorted(values.items())]
+
+
+def _certificate_volumes(stack: StackConfig) -> list[docker.ContainerVolumeArgs]:
+    """Read-only mount of the Docker host's certificate directory for ``manual``/``letsencrypt``."""
+    mount = pf.certificate_mount(stack)
+    if mount is None:
+        return []
+    host, target = mount
+    return [docker.ContainerVolumeArgs(host_path=host, container_path=target, read_only=True)]

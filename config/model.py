@@ -82,6 +82,7 @@ TOP_LEVEL_KEYS = frozenset(
         "protectData",
         "production",
         "tls",
+        "certificatesPath",
         "vpn",
     }
 )
@@ -212,6 +213,9 @@ class StackConfig:
     protect_data: bool = True
     production: bool = False
     tls: str = "none"
+    certificates_path: str | None = None
+    """Docker-host directory with the certificates (``manual``: ``<hostname>/fullchain.pem`` and
+    ``privkey.pem``; ``letsencrypt``: certbot's ``/etc/letsencrypt``), mounted read-only."""
     explicit_passwords: frozenset[str] = frozenset()
     """Addresses whose password comes from ``mailstack:passwords`` (the values stay secret elsewhere)."""
     vpn: Any = None
@@ -717,6 +721,23 @@ def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] 
     if tls not in TLS_MODES:
         problems.add("mailstack:tls", f"must be one of {', '.join(TLS_MODES)}, got {tls!r}")
         tls = "none"
+    certificates_path = raw.get("certificatesPath")
+    if certificates_path is not None and (
+        not isinstance(certificates_path, str) or not certificates_path.startswith("/")
+    ):
+        problems.add("mailstack:certificatesPath", "must be an absolute directory on the Docker host")
+        certificates_path = None
+    if tls == "letsencrypt" and certificates_path is None:
+        certificates_path = "/etc/letsencrypt"
+    if tls == "manual" and certificates_path is None:
+        problems.add(
+            "mailstack:certificatesPath",
+            "is required with tls: manual: the Docker-host directory holding <hostname>/fullchain.pem and "
+            "<hostname>/privkey.pem for every mail server",
+        )
+    if tls in ("none", "self-signed") and certificates_path is not None:
+        problems.add("mailstack:certificatesPath", f"is only used with tls: manual or letsencrypt, not {tls}")
+        certificates_path = None
     msl = raw.get("messageSizeLimit", DEFAULT_MESSAGE_SIZE_LIMIT)
     message_size = (
         _as_int(msl, "mailstack:messageSizeLimit", problems, 1, 2**40) or DEFAULT_MESSAGE_SIZE_LIMIT
@@ -787,6 +808,7 @@ def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] 
         protect_data=protect,
         production=production,
         tls=tls,
+        certificates_path=certificates_path,
         explicit_passwords=explicit,
         vpn=vpn,
     )

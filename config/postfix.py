@@ -150,7 +150,7 @@ def mailserver_env(stack: StackConfig, domain: Domain) -> dict[str, str]:
         "POSTFIX_INET_PROTOCOLS": "ipv4",
         "DOVECOT_INET_PROTOCOLS": "ipv4",
         "PERMIT_DOCKER": "none",
-        "SSL_TYPE": "" if stack.tls == "none" else stack.tls,
+        **tls_env(stack, domain),
         "LOG_LEVEL": "info",
         "POSTMASTER_ADDRESS": domain.users[0].address,
         "POSTFIX_MESSAGE_SIZE_LIMIT": str(stack.message_size_limit),
@@ -158,6 +158,34 @@ def mailserver_env(stack: StackConfig, domain: Domain) -> dict[str, str]:
         "TZ": "Etc/UTC",
     }
     return env
+
+
+MANUAL_CERTS_DIR = "/etc/mailstack-certs"
+"""Where the ``manual`` certificate directory is mounted in the server container."""
+LETSENCRYPT_DIR = "/etc/letsencrypt"
+"""Where docker-mailserver looks for certbot's certificates (``SSL_TYPE=letsencrypt``)."""
+
+
+def tls_env(stack: StackConfig, domain: Domain) -> dict[str, str]:
+    """docker-mailserver TLS variables for ``mailstack:tls`` (image-contracts.md A5 ``SSL_TYPE``)."""
+    if stack.tls == "none":
+        return {"SSL_TYPE": ""}
+    if stack.tls == "manual":
+        base = f"{MANUAL_CERTS_DIR}/{domain.hostname}"
+        return {
+            "SSL_TYPE": "manual",
+            "SSL_CERT_PATH": f"{base}/fullchain.pem",
+            "SSL_KEY_PATH": f"{base}/privkey.pem",
+        }
+    return {"SSL_TYPE": stack.tls}
+
+
+def certificate_mount(stack: StackConfig) -> tuple[str, str] | None:
+    """``(host directory, container path)`` to mount read-only for the TLS mode, if any."""
+    if stack.certificates_path is None:
+        return None
+    target = MANUAL_CERTS_DIR if stack.tls == "manual" else LETSENCRYPT_DIR
+    return stack.certificates_path, target
 
 
 HEALTHCHECK = (

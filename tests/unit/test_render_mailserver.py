@@ -143,3 +143,36 @@ def test_generated_passwords_derive_from_seed():
     assert p != pw.derive_password(other, "user2@example1.local")
     assert p != pw.derive_password(key, "user1@example1.local")
     assert len(p) == pw.GENERATED_PASSWORD_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("tls", "path", "expected", "mount"),
+    [
+        ("none", None, {"SSL_TYPE": ""}, None),
+        ("self-signed", None, {"SSL_TYPE": "self-signed"}, None),
+        ("letsencrypt", None, {"SSL_TYPE": "letsencrypt"}, ("/etc/letsencrypt", "/etc/letsencrypt")),
+        (
+            "manual",
+            "/srv/certs",
+            {
+                "SSL_TYPE": "manual",
+                "SSL_CERT_PATH": "/etc/mailstack-certs/mail.example1.local/fullchain.pem",
+                "SSL_KEY_PATH": "/etc/mailstack-certs/mail.example1.local/privkey.pem",
+            },
+            ("/srv/certs", "/etc/mailstack-certs"),
+        ),
+    ],
+)
+def test_tls_modes(dev_raw, tls, path, expected, mount):
+    dev_raw["tls"] = tls
+    if path:
+        dev_raw["certificatesPath"] = path
+    cfg = load_stack("dev", dev_raw)
+    assert pf.tls_env(cfg, cfg.domains[0]) == expected
+    assert pf.certificate_mount(cfg) == mount
+
+
+def test_manual_tls_needs_certificates_path(dev_raw):
+    dev_raw["tls"] = "manual"
+    with pytest.raises(Exception, match="certificatesPath: is required with tls: manual"):
+        load_stack("dev", dev_raw)
