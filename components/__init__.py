@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources of mailstack: thin wiring of the pure config/ model to Docker resources."""

@@ -1,0 +1,1 @@
+"""Pure Python model, validation and renderers of mailstack (no Pulumi import)."""

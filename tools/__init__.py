@@ -1,0 +1,1 @@
+"""Command-line helpers of mailstack: up, verify, bench, qr."""
