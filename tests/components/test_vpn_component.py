@@ -327,3 +327,25 @@ def test_disabled_vpn_is_refused(monitor: RecordingMonitor) -> None:
     )
     with pytest.raises(ValueError, match="enabled mailstack:vpn"):
         WireGuardVpn("vpn", args)
+
+
+def test_two_runs_register_identical_inputs() -> None:
+    """Same config and same key material in state: every input, secret upload included, is byte-identical."""
+
+    def run_once() -> dict[tuple[str, str], Any]:
+        mon = RecordingMonitor(VpnMocks())
+        pulumi.runtime.set_mocks(VpnMocks(), project="mailstack", stack="dev", preview=False, monitor=mon)
+
+        @pulumi.runtime.test
+        def program() -> Any:
+            return done(build())
+
+        try:
+            program()
+        finally:
+            psettings.reset_options()
+        return {(r.type, r.name): r.inputs for r in mon.registrations}
+
+    first, second = run_once(), run_once()
+    assert (CONTAINER, "vpn-container") in first
+    assert first == second
