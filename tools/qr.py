@@ -22,6 +22,8 @@ from typing import TextIO
 
 import segno
 
+from tools.up import environment
+
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_NAME = "vpnPeerConfigs"
 """Name of the stack output holding the peer configs."""
@@ -51,10 +53,7 @@ def read_stack_outputs(stack: str | None) -> dict[str, object]:
     cmd = [cli, "stack", "output", "--json", "--show-secrets", "--non-interactive"]
     if stack:
         cmd += ["--stack", stack]
-    env = dict(os.environ)
-    state = ROOT / ".pulumi-state"
-    if "PULUMI_BACKEND_URL" not in env and state.is_dir():
-        env["PULUMI_BACKEND_URL"] = f"file://{state}"  # where `make up` keeps the local backend
+    env = environment()  # the same backend and passphrase defaults as `make up`
     try:
         proc = subprocess.run(
             cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=PULUMI_TIMEOUT, check=False

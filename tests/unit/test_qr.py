@@ -119,6 +119,7 @@ def fake_pulumi(bin_dir: Path, record: Path, outputs: object, code: int = 0) -> 
     script.write_text(
         "#!/bin/sh\n"
         f'printf "%s\\n" "$@" > "{record}"\n'
+        f'printf "%s" "$PULUMI_BACKEND_URL" > "{record}.backend"\n'
         f"cat <<'EOF'\n{json.dumps(outputs)}\nEOF\n"
         f"{'echo boom >&2' if code else ''}\n"
         f"exit {code}\n"
@@ -132,6 +133,7 @@ def test_reads_the_stack_through_the_pulumi_cli(
     record = tmp_path / "args.txt"
     fake_pulumi(tmp_path / "bin", record, {"vpnPeerConfigs": {"peer1": PEER1}})
     monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
     assert qr.main(["peer1", "--stack", "dev", "--show"]) == 0
     assert capsys.readouterr().out.endswith(PEER1)
     assert record.read_text().split() == [
@@ -143,6 +145,7 @@ def test_reads_the_stack_through_the_pulumi_cli(
         "--stack",
         "dev",
     ]
+    assert record.with_suffix(".txt.backend").read_text() == "file://" + str(qr.ROOT / ".pulumi-state")
 
 
 def test_pulumi_failure_is_reported(
