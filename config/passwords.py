@@ -18,7 +18,6 @@ CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 ROUNDS = 5000
 """SHA512-CRYPT rounds used by Dovecot's ``doveadm pw`` (passlib's default would be 656,000)."""
 GENERATED_PASSWORD_LENGTH = 24
-_HASHER = sha512_crypt.using(rounds=ROUNDS)
 
 
 def seed_bytes(seed_b64: str) -> bytes:
@@ -47,7 +46,10 @@ def derive_password(seed: bytes, address: str) -> str:
 
 def hash_password(password: str, salt: str) -> str:
     """Hash like ``doveadm pw -s SHA512-CRYPT`` (5,000 rounds): ``{SHA512-CRYPT}$6$salt$hash``."""
-    return "{SHA512-CRYPT}" + _HASHER.using(salt=salt).hash(password)
+    if len(salt) > 16 or any(c not in CRYPT_ALPHABET for c in salt):
+        raise ValueError("salt must be at most 16 characters of the crypt alphabet")
+    # A "$6$salt" configuration without "rounds=" means 5,000 rounds, as doveadm writes it.
+    return "{SHA512-CRYPT}" + sha512_crypt.genhash(password, f"$6${salt}")
 
 
 def verify_password(password: str, hashed: str) -> bool:

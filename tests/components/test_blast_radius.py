@@ -1,0 +1,82 @@
+"""Blast radius of configuration changes (issue: Live changes), measured on the real program under mocks.
+
+The same comparison ``make bench`` prints: account, password, quota and alias edits must touch no mail
+server container and no volume; adding a domain creates only the new server.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.components.harness import Program, Registration
+from tools import blast
+
+ACCOUNT_EDITS = ["add user", "change password", "change quota", "add alias"]
+
+
+@pytest.fixture(scope="module")
+def radius() -> dict[str, blast.BlastRadius]:
+    return {kind: blast.blast_radius(kind) for kind in blast.CHANGES}
+
+
+@pytest.mark.parametrize("kind", ACCOUNT_EDITS)
+def test_account_edits_touch_no_server_and_no_volume(radius, kind):
+    r = radius[kind]
+    assert r.count("mailserver", "replace", "update", "create", "delete") == 0, r.changes
+    assert r.count("volume", "replace", "update", "create", "delete") == 0, r.changes
+    # exactly one config writer runs: the one of the edited domain
+    writers = [c for c in r.changes if c.role == "config-writer"]
+    assert [c.action for c in writers] == ["replace"] and "example1.local" in writers[0].urn
+    assert {c.role for c in r.changes} == {"config-writer"}
+
+
+def test_add_domain_creates_only_the_new_server(radius):
+    r = radius["add domain"]
+    assert r.count("mailserver", "replace", "update", "delete") == 0, r.changes
+    created = [c for c in r.changes if c.role == "mailserver" and c.action == "create"]
+    assert len(created) == 1 and "example3.local" in created[0].urn
+    assert r.count("volume", "replace", "delete", "update") == 0
+    # the existing servers' routes change through their config writers
+    rerun = {
+        c.urn.rsplit("::", 1)[1] for c in r.changes if c.role == "config-writer" and c.action == "replace"
+    }
+    assert rerun == {"example1.local-config-writer", "example2.local-config-writer"}
+
+
+def test_remove_domain_keeps_the_others_and_retains_data(radius):
+    r = radius["remove domain"]
+    assert r.count("mailserver", "replace") == 0
+    assert [c.urn.rsplit("::", 1)[1] for c in r.changes if c.role == "mailserver"] == [
+        "example2.local-server"
+    ]
+
+
+def test_start_only_changes_replace_servers_but_never_volumes(radius):
+    for kind in ("change a main.cf setting", "bump the mail server image"):
+        r = radius[kind]
+        assert r.count("mailserver", "replace") == 2, (kind, r.changes)
+        assert r.count("volume", "replace", "update", "delete", "create") == 0
+
+
+def test_unknown_resource_type_is_an_error():
+    def program(inputs):
+        reg = Registration(
+            "docker:index/unknown:Unknown", "x", "urn:x", "", True, False, False, False, [], inputs
+        )
+        return Program(resources=[reg])
+
+    assert blast.diff(program({"a": 1}), program({"a": 1})).changes == []
+    with pytest.raises(KeyError, match="UPDATABLE_IN_PLACE"):
+        blast.diff(program({"a": 1}), program({"a": 2}))
+
+
+def test_in_place_properties_do_not_count_as_replacement():
+    before = blast.run(blast.dev_config())
+    after = blast.run(blast.dev_config())
+    server = next(r for r in after.resources if r.name == "example1.local-server")
+    server.inputs = {**server.inputs, "restart": "always"}
+    (change,) = blast.diff(before, after).changes
+    assert change.action == "update" and change.properties == ("restart",)
+    server.inputs = {**server.inputs, "hostname": "mx.example1.local"}
+    (change,) = blast.diff(before, after).changes
+    assert change.action == "replace"

@@ -1,0 +1,212 @@
+"""Blast radius of a configuration change, measured by running the real program under mocks.
+
+``blast_radius(before, after)`` runs ``__main__.py`` under Pulumi mocks for two stack
+configurations and compares every resource's inputs, as ``pulumi preview`` would: which
+resources are created, deleted, updated in place or replaced. Whether a changed input forces
+a replacement is decided by the provider, so the table of replace-on-change properties below
+is the single place that knowledge lives.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.components.harness import Program, Registration, dev_config, run_program, unwrap
+
+
+# Which input properties a provider updates in place; every other input change replaces the resource.
+# Source: kreuzwerker/terraform-provider-docker (the provider pulumi-docker bridges),
+# internal/provider/resource_docker_container.go / resource_docker_volume.go /
+# resource_docker_network.go / resource_docker_image.go: every schema attribute without
+# `ForceNew: true` (identical from v3.0.2 to v4.0.0, read at tags v3.0.2, v3.6.2 and v4.0.0);
+# pulumi-random's RandomBytes and RandomPassword replace on every input change (keepers, length...).
+UPDATABLE_IN_PLACE: dict[str, frozenset[str]] = {
+    "docker:index/container:Container": frozenset(
+        {
+            "rm",
+            "start",
+            "wait",
+            "waitTimeout",
+            "attach",
+            "logs",
+            "mustRun",
+            "restart",
+            "maxRetryCount",
+            "removeVolumes",
+            "tmpfs",
+            "destroyGraceSeconds",
+            "memory",
+            "memoryReservation",
+            "memorySwap",
+            "cpuShares",
+            "cpuSet",
+            "cpuPeriod",
+            "cpuQuota",
+            "healthcheck",
+            "init",
+            "containerReadRefreshTimeoutMilliseconds",
+        }
+    ),
+    "docker:index/volume:Volume": frozenset(),
+    "docker:index/network:Network": frozenset(),
+    "docker:index/remoteImage:RemoteImage": frozenset({"keepLocally", "forceRemove", "build"}),
+    "random:index/randomBytes:RandomBytes": frozenset(),
+    "random:index/randomPassword:RandomPassword": frozenset(),
+}
+COMPONENT_PREFIX = "mailstack:index:"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What would happen to one resource."""
+
+    urn: str
+    type: str
+    name: str
+    action: str
+    """``create``, ``delete``, ``update`` or ``replace``."""
+    properties: tuple[str, ...] = ()
+    """The top-level inputs that changed."""
+    role: str = ""
+    """``mailstack.role`` label of a container, or ``volume``."""
+
+
+@dataclass
+class BlastRadius:
+    """All changes between two runs, with the counts the README table shows."""
+
+    changes: list[Change] = field(default_factory=list)
+
+    def count(self, role: str, *actions: str) -> int:
+        """Number of changes of resources with ``role`` whose action is one of ``actions``."""
+        return sum(1 for c in self.changes if c.role == role and c.action in actions)
+
+    def row(self) -> dict[str, int]:
+        """The numbers of one table row."""
+        return {
+            "servers replaced": self.count("mailserver", "replace"),
+            "servers created": self.count("mailserver", "create"),
+            "servers deleted": self.count("mailserver", "delete"),
+            "volumes touched": self.count("volume", "replace", "update", "delete", "create"),
+            "volumes replaced/deleted": self.count("volume", "replace", "delete"),
+            "config writers run": self.count("config-writer", "replace", "create"),
+            "other changes": sum(
+                1 for c in self.changes if c.role not in ("mailserver", "volume", "config-writer")
+            ),
+        }
+
+
+def _role(reg: Registration) -> str:
+    if reg.type == "docker:index/volume:Volume":
+        return "volume"
+    labels = {item["label"]: item["value"] for item in unwrap(reg.inputs.get("labels", []) or [])}
+    return labels.get("mailstack.role", "")
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, ...]:
+    keys = set(before) | set(after)
+    return tuple(sorted(k for k in keys if repr(before.get(k)) != repr(after.get(k))))
+
+
+def diff(before: Program, after: Program) -> BlastRadius:
+    """Compare two runs resource by resource (custom resources only; components hold no state)."""
+    old = {r.urn: r for r in before.resources if not r.type.startswith(COMPONENT_PREFIX)}
+    new = {r.urn: r for r in after.resources if not r.type.startswith(COMPONENT_PREFIX)}
+    result = BlastRadius()
+    for urn in sorted(old.keys() | new.keys()):
+        a, b = old.get(urn), new.get(urn)
+        if a is None:
+            result.changes.append(Change(urn, b.type, b.name, "create", role=_role(b)))
+            continue
+        if b is None:
+            result.changes.append(Change(urn, a.type, a.name, "delete", role=_role(a)))
+            continue
+        props = _changed(a.inputs, b.inputs)
+        if not props:
+            continue
+        in_place = UPDATABLE_IN_PLACE.get(a.type)
+        if in_place is None:
+            raise KeyError(f"no replace-on-change knowledge for {a.type}: add it to UPDATABLE_IN_PLACE")
+        action = "update" if set(props) <= in_place else "replace"
+        result.changes.append(Change(urn, a.type, a.name, action, props, _role(b)))
+    return result
+
+
+def _add_user(c: dict) -> None:
+    c["domains"][0]["users"].append({"name": "user9", "quota": "1G"})
+    c["passwords"]["user9@example1.local"] = "password123"
+
+
+def _change_password(c: dict) -> None:
+    c["passwords"]["user1@example1.local"] = "another-password-456"
+
+
+def _change_quota(c: dict) -> None:
+    c["domains"][0]["users"][0]["quota"] = "3G"
+
+
+def _add_alias(c: dict) -> None:
+    c["domains"][0]["aliases"] = {"info": ["user1@example1.local"]}
+
+
+def _add_domain(c: dict) -> None:
+    c["domains"].append(
+        {
+            "domain": "example3.local",
+            "server": "mta3",
+            "ports": {"smtp": 4525, "submission": 4587, "imap": 4143},
+            "users": [{"name": "user5", "quota": "1G"}],
+        }
+    )
+
+
+def _remove_domain(c: dict) -> None:
+    removed = c["domains"].pop()
+    for user in removed["users"]:
+        c["passwords"].pop(f"{user['name']}@{removed['domain']}", None)
+
+
+def _change_main_cf(c: dict) -> None:
+    c["postfix"] = {**c.get("postfix", {}), "queue_run_delay": "120s"}
+
+
+def _bump_image(c: dict) -> None:
+    c["images"] = {**c.get("images", {}), "mailserver": "docker.io/mailserver/docker-mailserver:15.1.1"}
+
+
+CHANGES: dict[str, Callable[[dict], None]] = {
+    "add user": _add_user,
+    "change password": _change_password,
+    "change quota": _change_quota,
+    "add alias": _add_alias,
+    "add domain": _add_domain,
+    "remove domain": _remove_domain,
+    "change a main.cf setting": _change_main_cf,
+    "bump the mail server image": _bump_image,
+}
+"""The kinds of change the README's blast-radius table measures, applied to the dev stack."""
+
+
+def run(config: dict) -> Program:
+    """Run the program with ``config`` as ``pulumi up`` would see it (passwords secret)."""
+    return run_program(copy.deepcopy(config), secret_keys=("mailstack:passwords",))
+
+
+def blast_radius(kind: str, base: dict | None = None) -> BlastRadius:
+    """Measure one kind of change against ``base`` (default: the dev stack)."""
+    before_config = copy.deepcopy(base if base is not None else dev_config())
+    after_config = copy.deepcopy(before_config)
+    CHANGES[kind](after_config)
+    return diff(run(before_config), run(after_config))
+
+
+def table(rows: dict[str, BlastRadius]) -> str:
+    """Render the blast-radius table as Markdown."""
+    columns = list(next(iter(rows.values())).row())
+    lines = ["| change | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for kind, radius in rows.items():
+        lines.append(f"| {kind} | " + " | ".join(str(v) for v in radius.row().values()) + " |")
+    return "\n".join(lines)
