@@ -16,7 +16,6 @@ from typing import Any
 
 from tests.components.harness import Program, Registration, dev_config, run_program, unwrap
 
-
 # Which input properties a provider updates in place; every other input change replaces the resource.
 # Source: kreuzwerker/terraform-provider-docker (the provider pulumi-docker bridges),
 # internal/provider/resource_docker_container.go / resource_docker_volume.go /
