@@ -114,3 +114,8 @@ pulumi.export(
         )
     ),
 )
+
+if mail.vpn is not None:
+    pulumi.export("vpnEndpoint", mail.vpn.endpoint)
+    pulumi.export("vpnServerPublicKey", mail.vpn.server_public_key)
+    pulumi.export("vpnPeerConfigs", mail.vpn.peer_configs)

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.maildomain import MailDomain, MailDomainArgs
+from components.vpn import WireGuardVpn, WireGuardVpnArgs
 from components.webmail import Webmail, WebmailArgs
 from config.model import StackConfig
 
@@ -34,6 +35,8 @@ class MailStack(pulumi.ComponentResource):
     """The MailDomain components, by mail domain."""
     webmails: dict[str, Webmail]
     """The Webmail components, by mail domain (only domains with ``webmail``)."""
+    vpn: WireGuardVpn | None
+    """The WireGuard server, when ``mailstack:vpn.enabled``."""
 
     def __init__(self, name: str, args: MailStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Declare the network, the pinned images and every mail domain."""
@@ -91,4 +94,17 @@ class MailStack(pulumi.ComponentResource):
                         ),
                         opts=child,
                     )
+        self.vpn: WireGuardVpn | None = None
+        if cfg.vpn is not None and cfg.vpn.enabled:
+            self.vpn = WireGuardVpn(
+                "vpn",
+                WireGuardVpnArgs(
+                    vpn=cfg.vpn,
+                    stack=cfg.stack,
+                    image=cfg.images["vpn"],
+                    network_name=network.name,
+                    labels={"mailstack.stack": cfg.stack},
+                ),
+                opts=child,
+            )
         self.register_outputs({"networkName": self.network_name})

@@ -125,7 +125,10 @@ class WireGuardVpn(pulumi.ComponentResource):
                 retries=HEALTH_RETRIES,
                 start_period=HEALTH_START_PERIOD,
             ),
-            labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())],
+            labels=[
+                docker.ContainerLabelArgs(label=k, value=v)
+                for k, v in sorted({**args.labels, "mailstack.role": "vpn"}.items())
+            ],
             restart="unless-stopped",
             # Fixed name and host port: the old container must go before its replacement starts.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),

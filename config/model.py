@@ -20,12 +20,14 @@ from typing import Any
 
 from config import postfix_params
 from config.errors import ConfigError
+from config.vpn import DEFAULT_IMAGE as VPN_IMAGE
+from config.vpn import VpnConfig, parse_vpn
 
 # Pinned default images. Never ``latest``/``edge`` (image-contracts.md A1, B, C).
 DEFAULT_IMAGES: dict[str, str] = {
     "mailserver": "docker.io/mailserver/docker-mailserver:15.1.0",
     "webmail": "docker.io/roundcube/roundcubemail:1.6.16-apache",
-    "vpn": "lscr.io/linuxserver/wireguard:1.0.20250521-r1-ls101",
+    "vpn": VPN_IMAGE,
 }
 
 QUOTA_RE = re.compile(r"^([0-9]+(B|k|M|G|T)|0)$")
@@ -218,8 +220,8 @@ class StackConfig:
     ``privkey.pem``; ``letsencrypt``: certbot's ``/etc/letsencrypt``), mounted read-only."""
     explicit_passwords: frozenset[str] = frozenset()
     """Addresses whose password comes from ``mailstack:passwords`` (the values stay secret elsewhere)."""
-    vpn: Any = None
-    """The parsed ``mailstack:vpn`` (``config.vpn.VpnConfig``) or ``None`` when absent."""
+    vpn: VpnConfig | None = None
+    """The parsed ``mailstack:vpn``, or ``None`` when absent."""
 
     def prefix(self) -> str:
         """Prefix of every Docker object name of this stack (``mailstack-dev``)."""
@@ -772,19 +774,12 @@ def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] 
     extra_ports: list[tuple[str, HostPort]] = []
     if raw.get("vpn") is not None:
         try:
-            from config import vpn as vpn_module
-        except ImportError:  # pragma: no cover - the VPN module ships with the project
-            vpn_module = None
-        if vpn_module is not None:
-            try:
-                vpn = vpn_module.parse_vpn(raw.get("vpn"), network.subnet)
-            except ConfigError as err:
-                problems.items.extend(err.problems)
-            else:
-                if vpn.enabled:
-                    extra_ports.append(
-                        ("mailstack:vpn.port", HostPort("vpn", vpn.port, 51820, vpn.bind_address, "udp"))
-                    )
+            vpn = parse_vpn(raw.get("vpn"), network.subnet)
+        except ConfigError as err:
+            problems.items.extend(err.problems)
+        else:
+            if vpn.enabled:
+                extra_ports.append(("mailstack:vpn.port", HostPort("vpn", vpn.port, 51820, vpn.bind_address, "udp")))
     _check_ports(all_host_ports(domains, extra_ports), problems)
 
     users = [u for d in domains for u in d.users]

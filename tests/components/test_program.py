@@ -229,3 +229,28 @@ def test_tls_self_signed_writer_makes_certificate():
     assert writer["envs"] == ["MAILSTACK_SELF_SIGNED=mail.example1.local"]
     server = unwrap(program.containers()["mailstack-dev-mta1"].inputs)
     assert "SSL_TYPE=self-signed" in server["envs"]
+
+
+def test_dev_stack_is_the_original_lab(dev_program):
+    long_running = {
+        name: labels_of(reg)["mailstack.role"]
+        for name, reg in dev_program.containers().items()
+        if labels_of(reg)["mailstack.role"] != "config-writer"
+    }
+    assert long_running == {
+        "mailstack-dev-mta1": "mailserver",
+        "mailstack-dev-mta2": "mailserver",
+        "mailstack-dev-webmail-mta1": "webmail",
+        "mailstack-dev-webmail-mta2": "webmail",
+        "mailstack-dev-vpn": "vpn",
+    }
+    published = {
+        name: sorted((p["external"], p.get("protocol", "tcp")) for p in unwrap(reg.inputs).get("ports", []))
+        for name, reg in dev_program.containers().items()
+        if name in long_running
+    }
+    assert published["mailstack-dev-webmail-mta1"] == [(8081, "tcp")]
+    assert published["mailstack-dev-webmail-mta2"] == [(8082, "tcp")]
+    assert published["mailstack-dev-vpn"] == [(51820, "udp")]
+    assert isinstance(dev_program.outputs["vpnPeerConfigs"], Secret)
+    assert sorted(unwrap(dev_program.outputs["vpnPeerConfigs"])) == ["peer1", "peer2", "peer3"]

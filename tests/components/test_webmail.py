@@ -211,7 +211,7 @@ def test_no_webmail_declares_nothing():
     program = run(config)
     assert program.of_type(WEBMAIL) == []
     assert not webmail_containers(program)
-    assert [r.name for r in program.of_type(IMAGE)] == ["mailstack-mailserver-image"]
+    assert "mailstack-webmail-image" not in [r.name for r in program.of_type(IMAGE)]
     assert program.outputs["webmails"] == {}
     assert all(d["webmailUrl"] is None for d in unwrap(program.outputs["domains"]).values())
     assert all(d["webmail"] is None for d in unwrap(program.outputs["verify"])["domains"])
