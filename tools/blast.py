@@ -89,8 +89,9 @@ class BlastRadius:
             "servers replaced": self.count("mailserver", "replace"),
             "servers created": self.count("mailserver", "create"),
             "servers deleted": self.count("mailserver", "delete"),
-            "volumes touched": self.count("volume", "replace", "update", "delete", "create"),
-            "volumes replaced/deleted": self.count("volume", "replace", "delete"),
+            "volumes created": self.count("volume", "create"),
+            "volumes replaced or updated": self.count("volume", "replace", "update"),
+            "volumes released (retained on host)": self.count("volume", "delete"),
             "config writers run": self.count("config-writer", "replace", "create"),
             "other changes": sum(
                 1 for c in self.changes if c.role not in ("mailserver", "volume", "config-writer")
