@@ -277,6 +277,8 @@ class Container:
     name: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    env_complete: bool = True
+    """False when the environment (or one entry of it) is unknown: a missing variable may be there."""
     ports: list[Port] = field(default_factory=list)
     uploads: list[Upload] = field(default_factory=list)
     mounts: list[tuple[str | None, str | None]] = field(default_factory=list)
@@ -334,8 +336,12 @@ def parse_container(props: Any, resource_name: str, urn: str) -> Container:
     c = Container(resource_name=resource_name, urn=urn, props=props)
     c.name = _text(get(props, "name"))
     c.labels = _labels(get(props, "labels"))
-    for entry in elements(get(props, "envs")):
-        if isinstance(entry, str) and "=" in entry:
+    envs = get(props, "envs")
+    c.env_complete = envs is not UNKNOWN
+    for entry in elements(envs):
+        if entry is UNKNOWN:
+            c.env_complete = False
+        elif isinstance(entry, str) and "=" in entry:
             key, _, value = entry.partition("=")
             c.env[key] = value
     for port in elements(get(props, "ports")):
@@ -1065,7 +1071,8 @@ def validate_plaintext(args: ResourceValidationArgs, report_violation: ReportVio
         return
     exposed = [p for p in c.ports if p.ip is not None and not _loopback(p.ip)]
     if c.role == MAILSERVER:
-        if get(c.props, "envs") is UNKNOWN or c.env.get("SSL_TYPE", "").strip():
+        ssl_type = c.env.get("SSL_TYPE")
+        if (ssl_type is None and not c.env_complete) or (ssl_type or "").strip():
             return
         bad = [p for p in exposed if p.internal in LOGIN_PORTS]
         if bad:
@@ -1288,7 +1295,9 @@ def validate_wireguard(args: ResourceValidationArgs, report_violation: ReportVio
     privileged = _truthy(get(c.props, "privileged")) is True
     if c.role == VPN:
         log_confs = c.env.get("LOG_CONFS")
-        if log_confs is None or log_confs.strip().lower() != "false":
+        if (log_confs is None and c.env_complete) or (
+            log_confs is not None and log_confs.strip().lower() != "false"
+        ):
             shown = "unset (the image defaults to true)" if log_confs is None else f"'{log_confs}'"
             report_violation(
                 f"VPN '{c.display}' has LOG_CONFS {shown}, so linuxserver/wireguard prints every peer config "
