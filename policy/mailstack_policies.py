@@ -389,7 +389,9 @@ def _container_of(args: ResourceValidationArgs) -> Container | None:
 
 
 def _containers(resources: Iterable[PolicyResource]) -> list[Container]:
-    return [parse_container(r.props, r.name, r.urn) for r in resources if r.resource_type == CONTAINER]
+    """Containers sorted by name, so that "the second one" of a pair does not depend on registration order."""
+    found = [parse_container(r.props, r.name, r.urn) for r in resources if r.resource_type == CONTAINER]
+    return sorted(found, key=lambda c: (c.display, c.urn))
 
 
 def _production(config: Mapping[str, Any]) -> bool:
@@ -1003,7 +1005,7 @@ def validate_ports_and_subnets(args: StackValidationArgs, report_violation: Repo
             else:
                 taken.append((p, c))
     subnets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str, str]] = []
-    for r in args.resources:
+    for r in sorted(args.resources, key=lambda r: (_text(get(r.props, "name")) or r.name, r.urn)):
         if r.resource_type != NETWORK:
             continue
         label = f"Docker network '{_text(get(r.props, 'name')) or r.name}'"
