@@ -184,11 +184,15 @@ def run_command(args: Sequence[str], timeout: float) -> CommandResult:
 
 
 def find_pulumi(project_dir: Path, which: Callable[[str], str | None] = shutil.which) -> str | None:
-    """The Pulumi CLI to use: the project's ``.pulumi-cli/bin/pulumi`` if present, else ``pulumi`` on PATH."""
+    """The Pulumi CLI to use: ``pulumi`` on PATH, else the project's ``.pulumi-cli/bin/pulumi`` (where
+    ``make up`` installs one), like ``tools.up``."""
+    on_path = which("pulumi")
+    if on_path:
+        return on_path
     local = project_dir / ".pulumi-cli" / "bin" / "pulumi"
     if local.is_file() and os.access(local, os.X_OK):
         return str(local)
-    return which("pulumi")
+    return None
 
 
 def is_local_docker_endpoint(endpoint: str) -> bool:

@@ -200,14 +200,17 @@ def test_docker_problem_none_for_a_local_engine() -> None:
     )
 
 
-def test_find_pulumi_prefers_the_project_cli(tmp_path: Path) -> None:
+def test_find_pulumi_prefers_path_then_the_project_cli(tmp_path: Path) -> None:
     assert support.find_pulumi(tmp_path, which_all) == "/opt/pulumi/bin/pulumi"
     assert support.find_pulumi(tmp_path, which_none) is None
     local = tmp_path / ".pulumi-cli" / "bin" / "pulumi"
     local.parent.mkdir(parents=True)
     local.write_text("#!/bin/sh\n")
+    local.chmod(0o644)
+    assert support.find_pulumi(tmp_path, which_none) is None, "a non-executable file is no CLI"
     local.chmod(0o755)
-    assert support.find_pulumi(tmp_path, which_all) == str(local)
+    assert support.find_pulumi(tmp_path, which_none) == str(local)
+    assert support.find_pulumi(tmp_path, which_all) == "/opt/pulumi/bin/pulumi"
 
 
 def test_pulumi_problem() -> None:
@@ -714,3 +717,40 @@ def test_imap_login_problem_names_an_unreachable_server() -> None:
     problem = support.imap_login_problem("127.0.0.1", port, "u@d.local", Secret("pw-abc"), timeout=2)
     assert problem is not None and problem.startswith(f"cannot connect to IMAP 127.0.0.1:{port}")
     assert "pw-abc" not in problem
+
+
+# --------------------------------------------------------------------- the plan through the real program
+
+
+def test_the_program_deploys_the_plan_and_the_change_touches_no_mail_server() -> None:
+    """Run __main__.py under mocks with the e2e config before and after the change step: the names the
+    e2e tests rely on exist, and no mail server container's inputs change (the e2e then proves on Docker
+    that the container ids stay the same)."""
+    from tests.components.harness import run_program, unwrap
+
+    p = plan()
+
+    def deploy(changed: bool) -> Any:
+        raw = p.raw_config(changed=changed)
+        raw["passwords"] = {a: s.reveal() for a, s in p.account_passwords(changed=changed).items()}
+        return run_program(raw, stack=p.stack, secret_keys=("mailstack:passwords",))
+
+    before, after = deploy(False), deploy(True)
+    servers = [p.container(spec.server) for spec in support.DOMAINS]
+    for name in servers:
+        assert name in before.containers(), f"{name} is not a container of the program"
+        assert before.containers()[name].inputs == after.containers()[name].inputs, (
+            f"{name} would be replaced"
+        )
+    volumes = {r.name for r in before.of_type("docker:index/volume:Volume")}
+    assert {f"{s.domain}-{role}" for s in support.DOMAINS for role in ("mail", "state")} <= volumes
+    network = before.of_type("docker:index/network:Network")
+    assert [unwrap(n.inputs)["name"] for n in network] == [p.network_name]
+    domains = unwrap(before.outputs["domains"])
+    for spec in support.DOMAINS:
+        assert domains[spec.domain]["container"] == p.container(spec.server)
+        assert sorted(domains[spec.domain]["volumes"]) == ["config", "logs", "mail", "state"]
+    verify_domains = unwrap(before.outputs["verify"])["domains"]
+    webmail = {d["domain"]: d["webmail"] for d in verify_domains}
+    assert webmail[support.WEBMAIL_DOMAIN] == {"url": f"http://127.0.0.1:{p.webmail_port}/"}
+    assert [d for d, w in webmail.items() if w] == [support.WEBMAIL_DOMAIN]

@@ -1,0 +1,321 @@
+"""End to end: deploy a real two-domain stack on Docker with the Automation API and prove it works.
+
+The tests run in file order against one deployment (the module fixture ``deployment``):
+
+1. the first ``up`` created two healthy mail servers on the chosen network;
+2. ``make verify``'s check passes: every ordered pair of domains, the negative probes, the webmail;
+3. ``preview`` expects no changes, 4. a second ``up`` changes nothing, 5. ``refresh`` finds no drift;
+6. a change (new user, changed password, new alias) is applied by ``up`` without replacing or restarting
+   any mail server container or volume;
+7. the new user can log in within seconds, 8. the changed password replaced the old one,
+9. the new user and the new alias receive mail (these messages are kept);
+10. the check passes again; 11. the policy pack runs on preview and flags the unprotected data volumes;
+12. ``destroy`` removes the containers and the network and keeps the data volumes;
+13. the retained mail volumes hold the messages of step 9.
+
+A test that builds on an earlier step is skipped, naming the step, when that step failed.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import time
+
+import pytest
+
+from config.model import DEFAULT_IMAGES
+from tests.e2e import support
+from tests.e2e.conftest import Deployment
+from tests.e2e.support import (
+    ALIAS,
+    ALIAS_TARGET,
+    CHANGED_USER,
+    DOMAINS,
+    NEW_USER,
+    PROJECT_DIR,
+    WEBMAIL_DOMAIN,
+)
+from tools import verify
+
+pytestmark = pytest.mark.e2e
+
+HOST = "127.0.0.1"
+DATA_ROLES = ("mail", "state", "logs")
+"""Volumes retained on destroy (the config volume is regenerated and goes with the stack)."""
+
+
+def _ports(dep: Deployment, address: str) -> dict[str, int]:
+    """Host ports of the domain of ``address``."""
+    domain = address.split("@", 1)[1]
+    for spec, ports in zip(DOMAINS, dep.plan.ports, strict=True):
+        if spec.domain == domain:
+            return ports
+    raise KeyError(domain)
+
+
+def _run_check(dep: Deployment, when: str) -> None:
+    """Run the verify check on the stack outputs and fail with its report unless everything passed."""
+    try:
+        targets = verify.load_targets(dep.outputs().raw)
+    except verify.VerifyError as exc:
+        pytest.fail(f"the verify output of the stack is unusable: {exc}", pytrace=False)
+    dep.say(f"mail check {when}: {len(targets)} domains, every ordered pair, probes and webmail")
+    report = verify.run(targets, timeout=dep.timeouts.verify, progress=dep.say, stack=dep.plan.stack)
+    text = verify.render_report(report)
+    dep.say(text)
+    expected_pairs = {(a.domain, b.domain) for a in DOMAINS for b in DOMAINS}
+    problems = []
+    if set(report.pairs) != expected_pairs:
+        problems.append(f"checked pairs {sorted(report.pairs)}, expected {sorted(expected_pairs)}")
+    probed = {p.domain for p in report.probes}
+    if probed != {d.domain for d in DOMAINS}:
+        problems.append(f"probes ran on {sorted(probed)}, expected every domain")
+    webmail = {w.domain for w in report.webmail}
+    if webmail != {WEBMAIL_DOMAIN}:
+        problems.append(
+            f"webmail checked for {sorted(webmail)}, but the stack configures a webmail for {WEBMAIL_DOMAIN} "
+            "(its URL must be in the verify output)"
+        )
+    if not report.passed:
+        problems.append("the check reported failures")
+    if problems:
+        pytest.fail(f"mail check {when}: " + "; ".join(problems) + f"\n{text}", pytrace=False)
+
+
+def test_up_created_two_healthy_mail_servers(deployment: Deployment) -> None:
+    dep = deployment
+    domains = dep.outputs().domains
+    assert sorted(domains) == sorted(d.domain for d in DOMAINS), "the domains output lists other domains"
+    for spec in DOMAINS:
+        name = dep.plan.container(spec.server)
+        assert domains[spec.domain]["container"] == name, f"{spec.domain}: unexpected container name"
+        ident = dep.servers_before[spec.server]
+        assert (ident.status, ident.health) == ("running", "healthy"), f"{name}: {ident.describe()}"
+        assert sorted(dep.volumes[spec.domain]) == ["config", "logs", "mail", "state"], (
+            f"{spec.domain} volumes"
+        )
+    subnets = dep.run(
+        [
+            "docker",
+            "network",
+            "inspect",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+            dep.plan.network_name,
+        ],
+        dep.timeouts.docker_info,
+    )
+    assert subnets.ok, f"network {dep.plan.network_name} is missing: {subnets.reason()}"
+    assert support.parse_subnets(subnets.stdout) == [dep.plan.subnet], "the network has another subnet"
+
+
+def test_mail_flows_between_every_pair_of_domains(deployment: Deployment) -> None:
+    _run_check(deployment, "after the first up")
+
+
+def test_preview_expects_no_changes(deployment: Deployment) -> None:
+    dep = deployment
+    result = dep.pulumi(
+        "pulumi preview --expect-no-changes", dep.stack.preview, expect_no_changes=True, diff=True
+    )
+    changes = support.unexpected_ops(result.change_summary)
+    assert not changes, f"preview right after up wants changes: {changes}"
+
+
+def test_second_up_changes_nothing(deployment: Deployment) -> None:
+    dep = deployment
+    result = dep.pulumi("second pulumi up (must change nothing)", dep.stack.up, diff=True)
+    changes = support.unexpected_ops(result.summary.resource_changes)
+    assert not changes, f"a second up with the same config changed resources: {changes}"
+    now = dep.server_identities()
+    for server, before in dep.servers_before.items():
+        assert now[server] == before, (
+            f"{server} was touched by a no-op up: {before.describe()} -> {now[server]}"
+        )
+
+
+def test_refresh_finds_no_drift(deployment: Deployment) -> None:
+    dep = deployment
+    result = dep.pulumi("pulumi refresh --expect-no-changes", dep.stack.refresh, expect_no_changes=True)
+    changes = support.unexpected_ops(result.summary.resource_changes)
+    assert not changes, f"refresh found drift between the state and Docker: {changes}"
+
+
+def test_account_change_replaces_no_mail_server(deployment: Deployment) -> None:
+    dep = deployment
+    with dep.step("change"):
+        dep.set_config(support.change_entries(dep.plan))
+        result = dep.pulumi(
+            f"pulumi up with the change (add {NEW_USER}, new password for {CHANGED_USER}, alias {ALIAS})",
+            dep.stack.up,
+        )
+        dep.changed_at = time.monotonic()
+    dep.say(f"the change's operations: {support.unexpected_ops(result.summary.resource_changes)}")
+    now = dep.server_identities()
+    for server, before in dep.servers_before.items():
+        after = now[server]
+        assert after is not None, f"{server} disappeared during the account change"
+        assert after.id == before.id, f"{server} was replaced: {before.describe()} -> {after.describe()}"
+        assert (after.started_at, after.restart_count) == (before.started_at, before.restart_count), (
+            f"{server} was restarted: {before.describe()} -> {after.describe()}"
+        )
+    dates = dep.volume_dates()
+    assert dates == dep.volumes_before, f"volumes were re-created: before {dep.volumes_before}, after {dates}"
+
+
+def test_new_user_logs_in_within_seconds(deployment: Deployment) -> None:
+    dep = deployment
+    dep.require("change")
+    password = dep.plan.account_passwords(changed=True)[NEW_USER]
+    imap = _ports(dep, NEW_USER)["imap"]
+    ok, _, reason = support.poll(
+        lambda: support.imap_login_problem(HOST, imap, NEW_USER, password),
+        dep.timeouts.login,
+        say=dep.say,
+        what=f"IMAP login of the new user {NEW_USER}",
+    )
+    since_up = time.monotonic() - (dep.changed_at or 0.0)
+    if not ok:
+        pytest.fail(
+            f"{NEW_USER} could not log in within {dep.timeouts.login:.0f} s of the up ({reason}); the change "
+            "detector should pick up the rewritten accounts file within seconds",
+            pytrace=False,
+        )
+    dep.say(f"{NEW_USER} logged in {since_up:.1f} s after pulumi up returned")
+
+
+def test_changed_password_replaces_the_old_one(deployment: Deployment) -> None:
+    dep = deployment
+    dep.require("change")
+    old = dep.plan.account_passwords()[CHANGED_USER]
+    new = dep.plan.account_passwords(changed=True)[CHANGED_USER]
+    imap = _ports(dep, CHANGED_USER)["imap"]
+
+    def probe() -> str | None:
+        problem = support.imap_login_problem(HOST, imap, CHANGED_USER, new)
+        if problem:
+            return f"new password: {problem}"
+        if support.imap_login_problem(HOST, imap, CHANGED_USER, old) is None:
+            return "the old password still works"
+        return None
+
+    ok, _, reason = support.poll(
+        probe, dep.timeouts.login, say=dep.say, what=f"password change of {CHANGED_USER}"
+    )
+    assert ok, f"{CHANGED_USER} after {dep.timeouts.login:.0f} s: {reason}"
+
+
+def test_new_user_and_alias_receive_mail(deployment: Deployment) -> None:
+    dep = deployment
+    dep.require("change")
+    passwords = dep.plan.account_passwords(changed=True)
+    to_alias, to_new_user = support.new_token(), support.new_token()
+    sends = [
+        (NEW_USER, ALIAS, to_alias, ALIAS_TARGET),
+        (CHANGED_USER, NEW_USER, to_new_user, NEW_USER),
+    ]
+    with dep.step("mail-kept"):
+        for sender, rcpt, token, _ in sends:
+            try:
+                support.send_message(
+                    HOST, _ports(dep, sender)["submission"], sender, passwords[sender], rcpt, token
+                )
+            except (smtplib.SMTPException, OSError) as exc:
+                pytest.fail(f"{sender} could not send to {rcpt}: {exc}", pytrace=False)
+            dep.say(f"sent {token} from {sender} to {rcpt}")
+        for sender, rcpt, token, mailbox in sends:
+            ok, seconds, reason = support.poll(
+                lambda mailbox=mailbox, token=token: support.inbox_has_token(
+                    HOST, _ports(dep, mailbox)["imap"], mailbox, passwords[mailbox], token
+                ),
+                dep.timeouts.verify,
+                say=dep.say,
+                what=f"{token} ({sender} -> {rcpt}) in {mailbox}'s INBOX",
+            )
+            assert ok, f"{sender} -> {rcpt}: not in {mailbox}'s INBOX after {seconds:.0f} s: {reason}"
+            dep.say(f"{sender} -> {rcpt} arrived in {mailbox}'s INBOX in {seconds:.1f} s")
+        dep.kept_mail = [(m.split("@")[1], m.split("@")[0], t) for _, _, t, m in sends]
+
+
+def test_mail_still_flows_after_the_change(deployment: Deployment) -> None:
+    deployment.require("change")
+    _run_check(deployment, "after the account change")
+
+
+def test_policy_pack_runs_on_preview(deployment: Deployment) -> None:
+    dep = deployment
+    pack = PROJECT_DIR / "policy"
+    pack_config = pack / "config" / "dev.json"
+    for path in (pack / "PulumiPolicy.yaml", pack_config):
+        assert path.is_file(), (
+            f"{path.relative_to(PROJECT_DIR)} is missing: the policy pack must ship with it"
+        )
+    events: list = []
+    dep.pulumi(
+        "pulumi preview --policy-pack policy --policy-pack-config policy/config/dev.json",
+        dep.stack.preview,
+        policy_packs=[str(pack)],
+        policy_pack_configs=[str(pack_config)],
+        on_event=events.append,
+    )
+    reported = [e.policy_event for e in events if getattr(e, "policy_event", None) is not None]
+    for p in reported:
+        dep.say(
+            f"policy {p.policy_pack_name}/{p.policy_name} [{p.enforcement_level}]: {p.message.strip()[:200]}"
+        )
+    mandatory = [p.policy_name for p in reported if p.enforcement_level == "mandatory"]
+    assert not mandatory, f"the dev policy config must keep every policy advisory, got mandatory: {mandatory}"
+    # protectData is false in this stack: mail-data-protected must flag every mail and state volume.
+    flagged = {
+        p.resource_urn.rsplit("::", 1)[-1]
+        for p in reported
+        if p.policy_name == "mail-data-protected" and p.resource_urn
+    }
+    expected = {f"{d.domain}-{role}" for d in DOMAINS for role in ("mail", "state")}
+    missing = sorted(expected - flagged)
+    assert not missing, (
+        f"the policy mail-data-protected did not flag the unprotected data volumes {missing} (this stack sets "
+        f"protectData: false); it flagged: {sorted(flagged)}"
+    )
+
+
+def test_destroy_removes_containers_and_keeps_data_volumes(deployment: Deployment) -> None:
+    dep = deployment
+    with dep.step("destroy"):
+        dep.pulumi(f"pulumi destroy of {dep.plan.stack}", dep.stack.destroy)
+        dep.destroyed = True
+    left = {server: ident for server, ident in dep.server_identities().items() if ident is not None}
+    assert not left, f"mail server containers survived destroy: {sorted(left)}"
+    assert not support.network_exists(dep.plan.network_name, dep.run, dep.timeouts.docker_info), (
+        f"network {dep.plan.network_name} survived destroy"
+    )
+    dates = dep.volume_dates()
+    lost = [
+        dep.volumes[d][r] for d in dep.volumes for r in DATA_ROLES if dates.get(dep.volumes[d][r]) is None
+    ]
+    assert not lost, f"data volumes were deleted by destroy (they must be retained): {lost}"
+
+
+def test_retained_mail_volumes_hold_the_delivered_mail(deployment: Deployment) -> None:
+    dep = deployment
+    dep.require("mail-kept", "destroy")
+    image = DEFAULT_IMAGES["mailserver"]
+    for domain, user, token in dep.kept_mail:
+        volume = dep.volumes[domain]["mail"]
+        mailbox = f"{domain}/{user}"
+        reader = f"mailstack-{dep.plan.stack}-volume-reader"
+        files = support.maildir_files_with(
+            volume, image, mailbox, token, dep.run, dep.timeouts.docker_info * 4, reader
+        )
+        pattern = re.compile(rf"^/m/{re.escape(mailbox)}/(new|cur)/[^/]+$")
+        if not any(pattern.match(f) for f in files):
+            listing = support.list_maildir(
+                volume, image, mailbox, dep.run, dep.timeouts.docker_info * 4, reader
+            )
+            pytest.fail(
+                f"volume {volume} has no message with {token} under /{mailbox}/new or /cur "
+                f"(files with the token: {files or 'none'}); the maildir holds:\n{listing}",
+                pytrace=False,
+            )
+        dep.say(f"volume {volume} keeps the message {token}: {', '.join(files)}")
