@@ -112,7 +112,7 @@ class StackOutputs:
         return f"StackOutputs({sorted(self._values)})"
 
 
-@dataclass
+@dataclass(repr=False)
 class Deployment:
     """The deployed e2e stack and what the tests learn along the way."""
 
@@ -134,6 +134,10 @@ class Deployment:
     kept_mail: list[tuple[str, str, str]] = field(default_factory=list)
     """``(domain, user, token)`` of delivered messages left in place for the volume check."""
     destroyed: bool = False
+
+    def __repr__(self) -> str:
+        """Short, and without the workspace (whose environment holds the backend passphrase)."""
+        return f"Deployment({self.plan.stack}, steps={self.steps})"
 
     def pulumi(self, what: str, operation: Callable[..., T], **kwargs: Any) -> T:
         """Run one Automation API operation, bounded by the pulumi timeout, printing its output live.
@@ -205,6 +209,14 @@ class Deployment:
                 pytest.skip(f"needs the step '{name}' of an earlier test, which failed (see that test)")
 
 
+class _MaskedEnv(dict):
+    """Environment for the workspace; its ``repr`` (part of ``repr(stack)``) hides the passphrase."""
+
+    def __repr__(self) -> str:
+        """Variable names only."""
+        return f"<env {sorted(self)}>"
+
+
 def _tail(text: str, lines: int = 40) -> str:
     """The last ``lines`` lines of a long CLI error (the beginning is already printed live)."""
     parts = text.strip().splitlines()
@@ -239,11 +251,11 @@ def deployment(e2e_ready: Prerequisites, e2e_timeouts: Timeouts, say: Say) -> It
     run = support.run_command
     plan = _make_plan(run, e2e_timeouts, say)
     backend = Path(tempfile.mkdtemp(prefix="mailstack-e2e-state-"))
-    env = {
-        "PULUMI_BACKEND_URL": backend.as_uri(),
-        "PULUMI_CONFIG_PASSPHRASE": secrets.token_urlsafe(24),
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-    }
+    env = _MaskedEnv(
+        PULUMI_BACKEND_URL=backend.as_uri(),
+        PULUMI_CONFIG_PASSPHRASE=secrets.token_urlsafe(24),
+        PULUMI_SKIP_UPDATE_CHECK="true",
+    )
     stack: auto.Stack | None = None
     dep: Deployment | None = None
     try:
@@ -297,7 +309,7 @@ def _teardown(
             with support.deadline(timeouts.pulumi, "cleanup destroy", say):
                 stack.destroy(on_output=say, color="never", show_secrets=False)
         except Exception as exc:
-            say(f"cleanup: destroy failed ({type(exc).__name__}); removing the Docker objects directly")
+            say(f"cleanup: destroy failed ({_tail(str(exc), 5)}); removing the Docker objects directly")
     if stack is not None:
         try:
             with support.deadline(timeouts.docker_info * 4, "pulumi stack rm", say):
