@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components.common import docker_labels
 from config import passwords as pw
 from config import postfix as pf
 from config.model import Domain, StackConfig
@@ -110,7 +111,7 @@ class MailDomain(pulumi.ComponentResource):
             role: docker.Volume(
                 f"{name}-{role}",
                 name=volume_names[role],
-                labels=_labels({**labels, "mailstack.volume": role}, docker.VolumeLabelArgs),
+                labels=docker_labels({**labels, "mailstack.volume": role}, docker.VolumeLabelArgs),
                 opts=data_opts if role != "config" else child,
             )
             for role in volume_names
@@ -178,7 +179,7 @@ class MailDomain(pulumi.ComponentResource):
             must_run=False,
             logs=True,
             restart="no",
-            labels=_labels({**labels, "mailstack.role": "config-writer"}, docker.ContainerLabelArgs),
+            labels=docker_labels({**labels, "mailstack.role": "config-writer"}, docker.ContainerLabelArgs),
             opts=child,
         )
 
@@ -204,7 +205,7 @@ class MailDomain(pulumi.ComponentResource):
             image=args.image_id,
             hostname=domain.hostname,
             envs=[f"{k}={v}" for k, v in sorted(env.items())],
-            labels=_labels(
+            labels=docker_labels(
                 {**labels, "mailstack.role": "mailserver", "mailstack.start-config-sha256": start_digest},
                 docker.ContainerLabelArgs,
             ),
@@ -275,11 +276,6 @@ class MailDomain(pulumi.ComponentResource):
                 "configRevision": self.config_revision,
             }
         )
-
-
-def _labels(values: Mapping[str, str], cls: type) -> Sequence:
-    """Docker labels as the provider's label args, in a stable order."""
-    return [cls(label=k, value=v) for k, v in sorted(values.items())]
 
 
 def _certificate_volumes(stack: StackConfig) -> list[docker.ContainerVolumeArgs]:

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components.common import docker_labels
 from config import vpn as wg
 
 HEALTH_INTERVAL = "30s"
@@ -125,10 +126,7 @@ class WireGuardVpn(pulumi.ComponentResource):
                 retries=HEALTH_RETRIES,
                 start_period=HEALTH_START_PERIOD,
             ),
-            labels=[
-                docker.ContainerLabelArgs(label=k, value=v)
-                for k, v in sorted({**args.labels, "mailstack.role": "vpn"}.items())
-            ],
+            labels=docker_labels({**args.labels, "mailstack.role": "vpn"}, docker.ContainerLabelArgs),
             restart="unless-stopped",
             # Fixed name and host port: the old container must go before its replacement starts.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),

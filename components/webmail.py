@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components.common import docker_labels
 from config import roundcube as rc
 from config.model import Domain, StackConfig
 
@@ -70,7 +71,7 @@ class Webmail(pulumi.ComponentResource):
         db_volume = docker.Volume(
             f"{name}-db",
             name=f"{prefix}-{domain.slug}-webmail-db",
-            labels=_labels({**labels, "mailstack.volume": "webmail-db"}, docker.VolumeLabelArgs),
+            labels=docker_labels({**labels, "mailstack.volume": "webmail-db"}, docker.VolumeLabelArgs),
             opts=pulumi.ResourceOptions(parent=self, protect=stack.protect_data, retain_on_delete=True),
         )
 
@@ -110,7 +111,7 @@ class Webmail(pulumi.ComponentResource):
                 retries=HEALTH_RETRIES,
                 start_period=HEALTH_START_PERIOD,
             ),
-            labels=_labels({**labels, "mailstack.role": "webmail"}, docker.ContainerLabelArgs),
+            labels=docker_labels({**labels, "mailstack.role": "webmail"}, docker.ContainerLabelArgs),
             restart="unless-stopped",
             wait=True,
             wait_timeout=WAIT_TIMEOUT_SECONDS,
@@ -125,8 +126,3 @@ class Webmail(pulumi.ComponentResource):
         self.container_name = container.name
         self.resources = {"container": container, "db": db_volume, "des_key": des_key}
         self.register_outputs({"url": self.url, "containerName": self.container_name})
-
-
-def _labels(values: Mapping[str, str], cls: type) -> Sequence:
-    """Docker labels as the provider's label args, in a stable order."""
-    return [cls(label=k, value=v) for k, v in sorted(values.items())]

@@ -110,7 +110,8 @@ def contains_secret(value: Any) -> bool:
     return False
 
 
-def _deterministic(name: str, n: int) -> bytes:
+def mock_bytes(name: str, n: int) -> bytes:
+    """Deterministic stand-in for random bytes, derived from the resource name."""
     return hashlib.sha256(f"mock:{name}".encode()).digest()[:n]
 
 
@@ -120,11 +121,11 @@ class StackMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
         if args.typ == "random:index/randomBytes:RandomBytes":
-            raw = _deterministic(args.name, int(args.inputs.get("length", 32)))
+            raw = mock_bytes(args.name, int(args.inputs.get("length", 32)))
             outputs["base64"] = base64.b64encode(raw).decode()
             outputs["hex"] = raw.hex()
         elif args.typ == "random:index/randomPassword:RandomPassword":
-            raw = base64.urlsafe_b64encode(_deterministic(args.name, 48)).decode()
+            raw = base64.urlsafe_b64encode(mock_bytes(args.name, 48)).decode()
             outputs["result"] = raw[: int(args.inputs.get("length", 24))]
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()

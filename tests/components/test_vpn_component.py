@@ -2,113 +2,35 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
 import pulumi
 import pytest
-from google.protobuf import json_format
-from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import settings as psettings
 
 from config import vpn as wg
+from tests.components.harness import RecordingMonitor as ProgramMonitor
+from tests.components.harness import Registration, Secret, StackMocks, contains_secret, unwrap
+from tests.components.harness import mock_bytes as mock_bytes_n
 
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 CONTAINER = "docker:index/container:Container"
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 
 
-@dataclass(frozen=True)
-class Secret:
-    """A value that was marked secret in a register request."""
-
-    value: Any
-
-
-def decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.get(SIG_KEY) == SECRET_SIG:
-            return Secret(decode(value.get("value")))
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    return value
-
-
-def unwrap(value: Any) -> Any:
-    if isinstance(value, Secret):
-        return unwrap(value.value)
-    if isinstance(value, dict):
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
-
-
-def contains_secret(value: Any) -> bool:
-    if isinstance(value, Secret):
-        return True
-    if isinstance(value, dict):
-        return any(contains_secret(v) for v in value.values())
-    if isinstance(value, list):
-        return any(contains_secret(v) for v in value)
-    return False
-
-
 def mock_bytes(name: str) -> bytes:
-    """Deterministic stand-in for RandomBytes, derived from the resource name."""
-    return hashlib.sha256(f"mock:{name}".encode()).digest()
+    """The deterministic stand-in the shared mocks use for RandomBytes (derived from the name)."""
+    return mock_bytes_n(name, 32)
 
 
-class VpnMocks(pulumi.runtime.Mocks):
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        outputs = dict(args.inputs)
-        if args.typ == RANDOM_BYTES:
-            raw = mock_bytes(args.name)[: int(args.inputs["length"])]
-            outputs["base64"] = base64.b64encode(raw).decode()
-            outputs["hex"] = raw.hex()
-        elif args.typ == "docker:index/remoteImage:RemoteImage":
-            outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
-        return f"{args.name}_id", outputs
+class RecordingMonitor(ProgramMonitor):
+    """The shared recording monitor, with lookups for a component instantiated alone."""
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
-        return {}, None
-
-
-@dataclass
-class Registration:
-    type: str
-    name: str
-    parent: str
-    delete_before_replace: bool
-    inputs: dict[str, Any]  # secrets kept visible as Secret
-
-
-class RecordingMonitor(pmocks.MockMonitor):
-    """Records register requests: resource options and secret markers that Mocks.new_resource loses."""
-
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
-        super().__init__(mocks)
-        self.registrations: list[Registration] = []
-
-    def RegisterResource(self, request: Any) -> Any:  # gRPC method name
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            self.registrations.append(
-                Registration(
-                    type=request.type,
-                    name=request.name,
-                    parent=request.parent,
-                    delete_before_replace=request.deleteBeforeReplace,
-                    inputs=decode(json_format.MessageToDict(request.object)),
-                )
-            )
-        return response
+    @property
+    def registrations(self) -> list[Registration]:
+        return self.program.resources
 
     def one(self, typ: str) -> Registration:
         found = [r for r in self.registrations if r.type == typ]
@@ -122,8 +44,8 @@ DEV = {"enabled": True, "endpoint": "localhost", "peers": ["peer1", "peer2", "pe
 
 @pytest.fixture
 def monitor() -> Iterator[RecordingMonitor]:
-    mon = RecordingMonitor(VpnMocks())
-    pulumi.runtime.set_mocks(VpnMocks(), project="mailstack", stack="dev", preview=False, monitor=mon)
+    mon = RecordingMonitor(StackMocks())
+    pulumi.runtime.set_mocks(StackMocks(), project="mailstack", stack="dev", preview=False, monitor=mon)
     yield mon
     psettings.reset_options()
 
@@ -333,8 +255,8 @@ def test_two_runs_register_identical_inputs() -> None:
     """Same config and same key material in state: every input, secret upload included, is byte-identical."""
 
     def run_once() -> dict[tuple[str, str], Any]:
-        mon = RecordingMonitor(VpnMocks())
-        pulumi.runtime.set_mocks(VpnMocks(), project="mailstack", stack="dev", preview=False, monitor=mon)
+        mon = RecordingMonitor(StackMocks())
+        pulumi.runtime.set_mocks(StackMocks(), project="mailstack", stack="dev", preview=False, monitor=mon)
 
         @pulumi.runtime.test
         def program() -> Any:
