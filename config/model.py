@@ -779,7 +779,9 @@ def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] 
             problems.items.extend(err.problems)
         else:
             if vpn.enabled:
-                extra_ports.append(("mailstack:vpn.port", HostPort("vpn", vpn.port, 51820, vpn.bind_address, "udp")))
+                extra_ports.append(
+                    ("mailstack:vpn.port", HostPort("vpn", vpn.port, 51820, vpn.bind_address, "udp"))
+                )
     _check_ports(all_host_ports(domains, extra_ports), problems)
 
     users = [u for d in domains for u in d.users]
