@@ -144,7 +144,7 @@ def load_targets(outputs: dict) -> list[Target]:
             "the `verify` output is not an object: re-run pulumi up with this version of mailstack"
         )
     schema = verify.get("schema")
-    if schema != SCHEMA:
+    if isinstance(schema, bool) or schema != SCHEMA:
         if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA:
             raise VerifyError(
                 f"the `verify` output has schema {schema} but this tool reads schema {SCHEMA}: "
