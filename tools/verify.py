@@ -42,7 +42,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
@@ -740,8 +740,12 @@ def check_pair(
 # ------------------------------------------------------------------------------------------- probes
 
 
-def _probe_wrong_password_submission(t: Target, timeout: float, wrong: str) -> ProbeResult:
+def _probe_wrong_password_submission(
+    t: Target, timeout: float, wrong: str, skip: Mapping[str, str]
+) -> ProbeResult:
     name = f"submission {t.host}:{t.submission_port} refuses a wrong password"
+    if "submission" in skip:
+        return ProbeResult(t.server, t.domain, name, False, "not run: " + skip["submission"])
     try:
         with smtp_session(t, t.submission_port, timeout, starttls=t.tls != "none") as smtp:
             try:
@@ -761,8 +765,10 @@ def _probe_wrong_password_submission(t: Target, timeout: float, wrong: str) -> P
         return ProbeResult(t.server, t.domain, name, False, describe_error(exc))
 
 
-def _probe_wrong_password_imap(t: Target, timeout: float, wrong: str) -> ProbeResult:
+def _probe_wrong_password_imap(t: Target, timeout: float, wrong: str, skip: Mapping[str, str]) -> ProbeResult:
     name = f"IMAP {t.host}:{t.imap_port} refuses a wrong password"
+    if "IMAP" in skip:
+        return ProbeResult(t.server, t.domain, name, False, "not run: " + skip["IMAP"])
     try:
         conn = imap_connect(t, timeout)
     except (imaplib.IMAP4.error, OSError) as exc:
@@ -787,9 +793,11 @@ def _probe_wrong_password_imap(t: Target, timeout: float, wrong: str) -> ProbeRe
     return ProbeResult(t.server, t.domain, name, True, f"{typ} {reply}")
 
 
-def _probe_relay(t: Target, timeout: float, token: str) -> ProbeResult:
+def _probe_relay(t: Target, timeout: float, token: str, skip: Mapping[str, str]) -> ProbeResult:
     rcpt = f"relay-probe-{token}@{RELAY_PROBE_DOMAIN}"
     name = f"smtp {t.host}:{t.smtp_port} refuses to relay to {RELAY_PROBE_DOMAIN}"
+    if "smtp" in skip:
+        return ProbeResult(t.server, t.domain, name, False, "not run: " + skip["smtp"])
     try:
         with smtp_session(t, t.smtp_port, timeout, starttls=False) as smtp:
             code, reply = smtp.mail("")
@@ -806,9 +814,11 @@ def _probe_relay(t: Target, timeout: float, token: str) -> ProbeResult:
     return ProbeResult(t.server, t.domain, name, False, "OPEN RELAY: accepted " + _smtp_reply(code, reply))
 
 
-def _probe_unknown_user(t: Target, timeout: float, token: str) -> ProbeResult:
+def _probe_unknown_user(t: Target, timeout: float, token: str, skip: Mapping[str, str]) -> ProbeResult:
     rcpt = f"no-such-user-{token}@{t.domain}"
     name = f"smtp {t.host}:{t.smtp_port} rejects an unknown recipient at {t.domain}"
+    if "smtp" in skip:
+        return ProbeResult(t.server, t.domain, name, False, "not run: " + skip["smtp"])
     try:
         with smtp_session(t, t.smtp_port, timeout, starttls=False) as smtp:
             code, reply = smtp.mail("")
@@ -847,15 +857,22 @@ def _probe_unknown_user(t: Target, timeout: float, token: str) -> ProbeResult:
     )
 
 
-def probe_server(target: Target, *, timeout: float = AUTH_TIMEOUT) -> list[ProbeResult]:
-    """Run the four negative probes on one server, in parallel (a refused login is slowed down on purpose)."""
+def probe_server(
+    target: Target, *, timeout: float = AUTH_TIMEOUT, skip: Mapping[str, str] | None = None
+) -> list[ProbeResult]:
+    """Run the four negative probes on one server, in parallel (a refused login is slowed down on purpose).
+
+    ``skip`` maps a service (``smtp``, ``submission``, ``IMAP``) known to be unreachable to the reason; the
+    probes that need it fail with that reason instead of waiting for a timeout.
+    """
     token = new_token()
     wrong = f"{target.account.password}-wrong-{token[:8]}"
+    down = dict(skip or {})
     jobs: list[Callable[[], ProbeResult]] = [
-        lambda: _probe_wrong_password_submission(target, timeout, wrong),
-        lambda: _probe_wrong_password_imap(target, timeout, wrong),
-        lambda: _probe_relay(target, timeout, token),
-        lambda: _probe_unknown_user(target, timeout, token),
+        lambda: _probe_wrong_password_submission(target, timeout, wrong, down),
+        lambda: _probe_wrong_password_imap(target, timeout, wrong, down),
+        lambda: _probe_relay(target, timeout, token, down),
+        lambda: _probe_unknown_user(target, timeout, token, down),
     ]
     scrub = Scrubber([target.account.password, wrong])
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
@@ -1117,7 +1134,15 @@ def run(
 
         # 4. Probes and webmail checks run in the background while the loop below waits for the mail.
         if probes:
-            probe_futures += [pool.submit(probe_server, t, timeout=io_timeout) for t in targets]
+            probe_futures += [
+                pool.submit(
+                    probe_server,
+                    t,
+                    timeout=io_timeout,
+                    skip={svc: why for (domain, svc), why in down.items() if domain == t.domain},
+                )
+                for t in targets
+            ]
         web_futures = [
             pool.submit(check_webmail, t, timeout=io_timeout) for t in targets if webmail and t.webmail_url
         ]
@@ -1377,6 +1402,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=_stderr,
         stack=str(stack_name or args.stack or ""),
     )
+    if len(report.unreachable) == 3 * len(targets):  # not a single port answers: one line, no matrix
+        print(
+            f"verify: error: no mail port of the stack answers (e.g. {report.unreachable[0].split(': check')[0]}):"
+            " is it deployed and running? run `make up`, check `docker ps`, or pass --host for a remote Docker host",
+            file=sys.stderr,
+        )
+        return 2
     print(render_report(report), end="", flush=True)
     for line in report.unreachable:
         print(f"verify: error: {line}", file=sys.stderr)

@@ -13,6 +13,9 @@ tested against real SMTP and IMAP servers without Docker. Per domain it runs:
   passwd-file of ``{SHA512-CRYPT}`` hashes made by ``config.passwords.hash_password``. One Dovecot per
   domain, so ``stop_imap`` can take one domain's IMAP away (its LMTP and SASL stay up).
 
+Submission and IMAP offer STARTTLS (optional, like docker-mailserver with a certificate) with a server
+certificate for both ``mail.<domain>`` names, signed by a throwaway CA (``ca_file``).
+
 Everything lives under a fresh directory made with ``tempfile.mkdtemp`` rather than pytest's ``tmp_path``:
 the Postfix and Dovecot daemons drop to unprivileged users (postfix, dovecot, mail) that must traverse
 the path, and pytest's ``/tmp/pytest-of-<user>`` is mode 0700. ``stop()`` copies the logs to a directory
@@ -22,6 +25,7 @@ Nothing listens anywhere but 127.0.0.1 on free high ports.
 
 from __future__ import annotations
 
+import datetime
 import imaplib
 import os
 import pwd
@@ -34,6 +38,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from config.passwords import CRYPT_ALPHABET, hash_password
 from config.postfix import Route, render_transport
@@ -77,6 +86,51 @@ class LabIMAP(imaplib.IMAP4):
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
         return socket.create_connection((self.host, self.port), timeout, source_address=("127.0.0.2", 0))
+
+
+def write_certificates(directory: Path, hostnames: list[str]) -> tuple[Path, Path, Path]:
+    """Write a throwaway CA and a server certificate for ``hostnames``; return (ca, cert, key) paths."""
+    directory.mkdir(mode=0o755, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(
+        subject: str,
+        issuer: x509.Name,
+        key: ec.EllipticCurvePrivateKey,
+        signer: ec.EllipticCurvePrivateKey,
+        ca: bool,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(h) for h in hostnames]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailfixture test CA")])
+    ca_cert = build("mailfixture test CA", ca_name, ca_key, ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build(hostnames[0], ca_name, key, ca_key, ca=False)
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    paths[2].chmod(0o600)  # read by the Postfix and Dovecot masters, as root
+    return paths
 
 
 def _exists(pid: int) -> bool:
@@ -148,6 +202,8 @@ class MailLab:
         self.root.chmod(0o755)
         self.domains = [LabDomain(name, i + 1, self.root / f"d{i + 1}") for i, name in enumerate(domains)]
         self.mail_user = pwd.getpwnam("mail")
+        self.tls_dir = self.root / "tls"
+        self.ca_file = self.tls_dir / "ca.pem"
         self._started: list[LabDomain] = []
 
     def domain(self, name: str) -> LabDomain:
@@ -192,6 +248,9 @@ smtp_host_lookup = native
 lmtp_host_lookup = native
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
+smtpd_tls_cert_file = {self.tls_dir}/server.pem
+smtpd_tls_key_file = {self.tls_dir}/server.key
+smtpd_tls_loglevel = 1
 virtual_mailbox_domains = {d.name}
 virtual_mailbox_maps = texthash:{d.postfix_dir}/vmailbox
 virtual_transport = lmtp:unix:{run_dir}/lmtp
@@ -228,12 +287,14 @@ biff = no
             ("anvil", "unix", "-", "-", "n", "-", "1", "anvil"),
             ("scache", "unix", "-", "-", "n", "-", "1", "scache"),
             ("postlog", "unix-dgram", "n", "-", "n", "-", "1", "postlogd"),
+            ("tlsmgr", "unix", "-", "-", "n", "1000?", "1", "tlsmgr"),
         ]
         lines = [
             f"# mailfixture: master.cf for {d.name}",
             f"{d.smtp_port} inet n - n - - smtpd",
             f"{d.submission_port} inet n - n - - smtpd",
             "  -o syslog_name=postfix-submission",
+            "  -o smtpd_tls_security_level=may",
             "  -o smtpd_sasl_auth_enable=yes",
             "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject",
             "  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject",
@@ -260,7 +321,9 @@ base_dir = {d.dovecot_run}
 state_dir = {d.dir}/dovecot/state
 instance_name = mailfixture-{d.server}-{os.getpid()}
 log_path = {d.dir}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{self.tls_dir}/server.pem
+ssl_key = <{self.tls_dir}/server.key
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
@@ -305,6 +368,7 @@ protocol lmtp {{
     def start(self) -> None:
         """Write every file and start the daemons; on any failure stop what was started and re-raise."""
         try:
+            write_certificates(self.tls_dir, [d.hostname for d in self.domains])
             for d in self.domains:
                 self._write_postfix(d)
                 self._write_dovecot(d)
@@ -425,6 +489,10 @@ protocol lmtp {{
         wait_for_port(d.imap_port, up=enabled)
 
     # --------------------------------------------------------------------------------- mailbox i/o
+
+    def log(self, name: str, program: str) -> str:
+        """The log of ``name``'s ``postfix`` or ``dovecot`` so far."""
+        return (self.domain(name).dir / f"{program}.log").read_text(errors="replace")
 
     def imap(self, name: str) -> imaplib.IMAP4:
         """A logged-in IMAP session on ``name``'s account (the caller logs out)."""

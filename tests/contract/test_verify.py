@@ -205,6 +205,41 @@ def test_check_pair_one_direction(lab: MailLab) -> None:
     assert not any(verify.SUBJECT_PREFIX in subject for subject, _ in lab.messages(D1))
 
 
+def _with_tls(lab: MailLab, tls: str) -> list[verify.Target]:
+    outputs = lab.outputs()
+    for domain in outputs["verify"]["domains"]:
+        domain["tls"] = tls
+    return verify.load_targets(outputs)
+
+
+def test_starttls_verifies_the_certificate_against_the_server_name(
+    lab: MailLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options: dict = {"timeout": TIMEOUT, "poll_interval": 0.2, "webmail": False, "probes": False}
+    untrusted = verify.run(_with_tls(lab, "manual"), **options)
+    for pair in untrusted.pairs.values():
+        assert not pair.ok and "TLS error: CERTIFICATE_VERIFY_FAILED" in pair.reason
+
+    logs_before = {name: (lab.log(name, "postfix"), lab.log(name, "dovecot")) for name in (D1, D2)}
+    monkeypatch.setenv("SSL_CERT_FILE", str(lab.ca_file))  # now the lab's CA is trusted
+    trusted = verify.run(_with_tls(lab, "manual"), **options)
+
+    assert [p.ok for p in trusted.pairs.values()] == [True] * 4, verify.render_report(trusted)
+    for name in (D1, D2):
+        postfix_log = lab.log(name, "postfix")[len(logs_before[name][0]) :]
+        dovecot_log = lab.log(name, "dovecot")[len(logs_before[name][1]) :]
+        assert "TLS connection established from localhost[127.0.0.1]" in postfix_log
+        assert "sasl_username=" in postfix_log
+        assert f"Login: user=<{lab.domain(name).user}>" in dovecot_log and ", TLS, " in dovecot_log
+
+
+def test_starttls_self_signed_skips_verification(lab: MailLab) -> None:
+    report = verify.run(
+        _with_tls(lab, "self-signed"), timeout=TIMEOUT, poll_interval=0.2, webmail=False, probes=False
+    )
+    assert [p.ok for p in report.pairs.values()] == [True] * 4, verify.render_report(report)
+
+
 def test_wrong_password_fails_that_domains_row_and_column(
     lab: MailLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
