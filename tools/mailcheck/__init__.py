@@ -1,0 +1,1 @@
+"""Building blocks of ``tools.verify`` (outputs, SMTP/IMAP clients, probes, webmail, results)."""
