@@ -5,8 +5,9 @@ the CLI does and break one thing at a time: a route, a password, an IMAP server.
 against ``RoundcubeStandIn``, a tiny HTTP server with a Roundcube-like login flow: a stand-in only; the real
 Roundcube is exercised by the e2e suite.
 
-Tests that skip the probes do so to keep the module fast: every wrong-password probe makes Dovecot delay
-the next logins from 127.0.0.1 for a few seconds (auth penalty). The probes run in the CLI test.
+Only the CLI test (first, on purpose) runs the probes: every wrong-password probe makes Dovecot delay the
+next logins from 127.0.0.1 by a few seconds (auth penalty), which the next test's first logins pay once.
+The lab's own IMAP logins come from 127.0.0.2 (``LabIMAP``) and do not pay it.
 """
 
 from __future__ import annotations
@@ -240,9 +241,7 @@ def test_starttls_self_signed_skips_verification(lab: MailLab) -> None:
     assert [p.ok for p in report.pairs.values()] == [True] * 4, verify.render_report(report)
 
 
-def test_wrong_password_fails_that_domains_row_and_column(
-    lab: MailLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_wrong_password_fails_that_domains_row_and_column(lab: MailLab) -> None:
     outputs = lab.outputs()
     bad_password = "not-the-password-" + secrets.token_hex(4)
     outputs["verify"]["domains"][1]["account"]["password"] = bad_password
