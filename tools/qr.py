@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,67 +20,15 @@ from typing import TextIO
 
 import segno
 
-from tools.up import environment
+from tools.stackoutputs import OutputsError, read_outputs_file, read_stack_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_NAME = "vpnPeerConfigs"
 """Name of the stack output holding the peer configs."""
-PULUMI_TIMEOUT = 120
 
 
-class QrError(RuntimeError):
+class QrError(OutputsError):
     """A user-facing problem; the message says what to do (and never contains a config)."""
-
-
-def pulumi_cli() -> str | None:
-    """Return the Pulumi CLI: ``pulumi`` on PATH, else the project's ``.pulumi-cli/bin/pulumi``."""
-    on_path = shutil.which("pulumi")
-    if on_path:
-        return on_path
-    local = ROOT / ".pulumi-cli" / "bin" / "pulumi"
-    return str(local) if local.is_file() else None
-
-
-def read_stack_outputs(stack: str | None) -> dict[str, object]:
-    """Run ``pulumi stack output --json --show-secrets [--stack NAME]`` in the project directory."""
-    cli = pulumi_cli()
-    if cli is None:
-        raise QrError(
-            "no pulumi CLI found (PATH or .pulumi-cli/bin/pulumi): install it, or pass --outputs FILE"
-        )
-    cmd = [cli, "stack", "output", "--json", "--show-secrets", "--non-interactive"]
-    if stack:
-        cmd += ["--stack", stack]
-    env = environment()  # the same backend and passphrase defaults as `make up`
-    try:
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=PULUMI_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise QrError(f"`pulumi stack output` did not answer within {PULUMI_TIMEOUT} s") from None
-    if proc.returncode != 0:
-        detail = " ".join(proc.stderr.split()) or f"exit code {proc.returncode}"
-        raise QrError(f"`pulumi stack output` failed: {detail}")
-    return _as_outputs(proc.stdout, "`pulumi stack output --json`")
-
-
-def read_outputs_file(path: Path) -> dict[str, object]:
-    """Read outputs saved with ``pulumi stack output --json --show-secrets > FILE``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise QrError(f"cannot read outputs file {path}: {exc.strerror or exc}") from None
-    return _as_outputs(text, f"outputs file {path}")
-
-
-def _as_outputs(text: str, where: str) -> dict[str, object]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise QrError(f"{where} is not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise QrError(f"{where} is not a JSON object of stack outputs")
-    return data
 
 
 def peer_config(outputs: dict[str, object], peer: str) -> str:
@@ -159,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_terminal(config, sys.stdout)
         if args.show:
             sys.stdout.write(config)
-    except QrError as exc:
+    except OutputsError as exc:  # QrError included
         print(f"qr: error: {exc}", file=sys.stderr)
         return 1
     return 0

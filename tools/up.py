@@ -49,18 +49,24 @@ def _default_installer(root: Path) -> Path:
     return Path(command.command)
 
 
+def existing_cli(which: Callable[[str], str | None] = shutil.which, cli_dir: Path = CLI_DIR) -> Path | None:
+    """The Pulumi CLI already here: ``pulumi`` on PATH, else the project's executable copy; or ``None``."""
+    on_path = which("pulumi")
+    if on_path:
+        return Path(on_path)
+    local = cli_dir / "bin" / "pulumi"
+    return local if local.is_file() and os.access(local, os.X_OK) else None
+
+
 def find_cli(
     which: Callable[[str], str | None] = shutil.which,
     installer: Callable[[Path], Path] = _default_installer,
     cli_dir: Path = CLI_DIR,
 ) -> Path:
     """Return a usable ``pulumi`` binary: PATH first, then the project's copy, else install one."""
-    on_path = which("pulumi")
-    if on_path:
-        return Path(on_path)
-    local = cli_dir / "bin" / "pulumi"
-    if local.exists():
-        return local
+    found = existing_cli(which, cli_dir)
+    if found is not None:
+        return found
     print(
         f"mailstack: no pulumi CLI on PATH; installing Pulumi {PULUMI_VERSION} into {cli_dir} ...", flush=True
     )

@@ -59,10 +59,9 @@ from tools.mailcheck.targets import (
     VerifyError,
     load_targets,
     override_host,
-    read_outputs_file,
-    read_stack_outputs,
 )
 from tools.mailcheck.webmail import check_webmail
+from tools.stackoutputs import OutputsError, read_outputs_file, read_stack_outputs
 
 __all__ = [
     "AUTH_TIMEOUT",
@@ -521,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         targets = load_targets(outputs)
         verify = outputs["verify"]
         stack_name = verify.get("stack", "") if isinstance(verify, dict) else ""
-    except VerifyError as exc:
+    except OutputsError as exc:  # VerifyError included
         print(f"verify: error: {exc}", file=sys.stderr)
         return 2
     if args.host:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from config.model import DEFAULT_IMAGES
+from tools.up import existing_cli
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 NAMESPACE = "mailstack"
@@ -185,14 +186,9 @@ def run_command(args: Sequence[str], timeout: float) -> CommandResult:
 
 def find_pulumi(project_dir: Path, which: Callable[[str], str | None] = shutil.which) -> str | None:
     """The Pulumi CLI to use: ``pulumi`` on PATH, else the project's ``.pulumi-cli/bin/pulumi`` (where
-    ``make up`` installs one), like ``tools.up``."""
-    on_path = which("pulumi")
-    if on_path:
-        return on_path
-    local = project_dir / ".pulumi-cli" / "bin" / "pulumi"
-    if local.is_file() and os.access(local, os.X_OK):
-        return str(local)
-    return None
+    ``make up`` installs one), as ``tools.up`` finds it."""
+    cli = existing_cli(which, project_dir / ".pulumi-cli")
+    return str(cli) if cli is not None else None
 
 
 def is_local_docker_endpoint(endpoint: str) -> bool:

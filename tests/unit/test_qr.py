@@ -154,7 +154,7 @@ def test_pulumi_failure_is_reported(
     fake_pulumi(tmp_path / "bin", tmp_path / "args.txt", {}, code=255)
     monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
     assert qr.main(["peer1"]) == 1
-    assert "`pulumi stack output` failed: boom" in capsys.readouterr().err
+    assert "`pulumi stack output` failed for stack (current): boom" in capsys.readouterr().err
 
 
 def test_stack_and_outputs_are_exclusive(outputs_file: Path) -> None:

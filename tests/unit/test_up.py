@@ -9,6 +9,10 @@ import pytest
 from tools import up
 
 
+def _offline(_root: Path) -> Path:
+    raise OSError("offline")
+
+
 def test_cli_on_path_wins(tmp_path):
     def never(_root: Path) -> Path:
         raise AssertionError("must not install")
@@ -21,6 +25,9 @@ def test_cli_on_path_wins(tmp_path):
 def test_project_copy_used_before_installing(tmp_path):
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "pulumi").write_text("#!/bin/sh\n")
+    with pytest.raises(up.UpError):  # not executable: no CLI, and installing fails here
+        up.find_cli(which=lambda _n: None, installer=_offline, cli_dir=tmp_path)
+    (tmp_path / "bin" / "pulumi").chmod(0o755)
     assert up.find_cli(which=lambda _n: None, installer=None, cli_dir=tmp_path) == tmp_path / "bin" / "pulumi"
 
 

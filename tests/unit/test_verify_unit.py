@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tools import verify
+from tools.stackoutputs import OutputsError
 
 PASSWORD1 = "s3cret-One_pw"
 PASSWORD2 = "s3cret-Two_pw"
@@ -133,12 +134,16 @@ def test_override_host_moves_every_domain() -> None:
 
 
 def test_outputs_file_errors(tmp_path: Path) -> None:
-    with pytest.raises(verify.VerifyError, match="does not exist"):
+    with pytest.raises(OutputsError, match="does not exist"):
         verify.read_outputs_file(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("not json")
-    with pytest.raises(verify.VerifyError, match="is not JSON"):
+    with pytest.raises(OutputsError, match="is not JSON"):
         verify.read_outputs_file(bad)
+
+
+def NO_PATH(_name: str) -> None:
+    """A ``which`` that finds nothing on PATH, so the project's fake CLI is the one used."""
 
 
 def _fake_pulumi(project: Path, script: str) -> None:
@@ -151,15 +156,15 @@ def _fake_pulumi(project: Path, script: str) -> None:
 def test_stack_outputs_from_the_project_cli(tmp_path: Path) -> None:
     outputs = _outputs()
     _fake_pulumi(tmp_path, f"echo \"$@\" > args.txt\ncat <<'EOF'\n{json.dumps(outputs)}\nEOF\n")
-    assert verify.read_stack_outputs("dev", tmp_path) == outputs
+    assert verify.read_stack_outputs("dev", tmp_path, which=NO_PATH) == outputs
     args = (tmp_path / "args.txt").read_text().split()
     assert args == ["stack", "output", "--json", "--show-secrets", "--non-interactive", "--stack", "dev"]
 
 
 def test_no_such_stack_is_a_clear_error(tmp_path: Path) -> None:
     _fake_pulumi(tmp_path, "echo \"error: no stack named 'nope' found\" >&2\nexit 255\n")
-    with pytest.raises(verify.VerifyError) as info:
-        verify.read_stack_outputs("nope", tmp_path)
+    with pytest.raises(OutputsError) as info:
+        verify.read_stack_outputs("nope", tmp_path, which=NO_PATH)
     assert str(info.value).startswith("no such stack nope: deploy it first")
 
 
@@ -167,14 +172,14 @@ def test_other_cli_failures_are_passed_on(tmp_path: Path) -> None:
     _fake_pulumi(
         tmp_path, "echo 'error: passphrase must be set with PULUMI_CONFIG_PASSPHRASE' >&2\nexit 255\n"
     )
-    with pytest.raises(verify.VerifyError, match="failed for stack dev: error: passphrase must be set"):
-        verify.read_stack_outputs("dev", tmp_path)
+    with pytest.raises(OutputsError, match="failed for stack dev: error: passphrase must be set"):
+        verify.read_stack_outputs("dev", tmp_path, which=NO_PATH)
 
 
 def test_missing_cli_says_to_use_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(verify.VerifyError, match="pass --outputs FILE"):
-        verify.read_stack_outputs("dev", tmp_path)
+    with pytest.raises(OutputsError, match="pass --outputs FILE"):
+        verify.read_stack_outputs("dev", tmp_path, which=NO_PATH)
 
 
 # ---------------------------------------------------------------------------------------------- main

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from tools.stackoutputs import OutputsError
 
 SCHEMA = 1
 """Version of the ``verify`` stack output this module reads."""
@@ -17,7 +16,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 """The mailstack checkout (where ``pulumi stack output`` runs)."""
 
 
-class VerifyError(Exception):
+class VerifyError(OutputsError):
     """The check cannot run as asked; the message is one line naming the problem and the fix (exit 2)."""
 
 
@@ -194,68 +193,3 @@ def override_host(targets: Iterable[Target], host: str) -> list[Target]:
             url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
         result.append(replace(t, host=host, webmail_url=url))
     return result
-
-
-def read_outputs_file(path: str | Path) -> dict:
-    """Read stack outputs saved with ``pulumi stack output --json --show-secrets > FILE``."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise VerifyError(
-            f"outputs file {path} does not exist: pass the file written by "
-            "`pulumi stack output --json --show-secrets`"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VerifyError(f"cannot read outputs file {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise VerifyError(
-            f"outputs file {path} is not JSON ({exc.msg} at line {exc.lineno}): write it with "
-            "`pulumi stack output --json --show-secrets > FILE`"
-        ) from None
-    if not isinstance(data, dict):
-        raise VerifyError(f"outputs file {path} does not hold a JSON object of stack outputs")
-    return data
-
-
-def pulumi_command(project_dir: Path = PROJECT_DIR) -> str | None:
-    """Return the Pulumi CLI to use: the project's ``.pulumi-cli/bin/pulumi`` if present, else the PATH one."""
-    local = project_dir / ".pulumi-cli" / "bin" / "pulumi"
-    if local.is_file():
-        return str(local)
-    return shutil.which("pulumi")
-
-
-def read_stack_outputs(stack: str | None, project_dir: Path = PROJECT_DIR) -> dict:
-    """Run ``pulumi stack output --json --show-secrets [--stack NAME]`` in the project directory."""
-    cli = pulumi_command(project_dir)
-    if cli is None:
-        raise VerifyError(
-            "the pulumi CLI was not found (neither .pulumi-cli/bin/pulumi nor pulumi on PATH): "
-            "install it, or pass --outputs FILE with the stack's outputs"
-        )
-    cmd = [cli, "stack", "output", "--json", "--show-secrets", "--non-interactive"]
-    if stack:
-        cmd += ["--stack", stack]
-    try:
-        proc = subprocess.run(cmd, cwd=project_dir, capture_output=True, text=True, timeout=120, check=False)
-    except subprocess.TimeoutExpired:
-        raise VerifyError(
-            "`pulumi stack output` did not answer within 120 s: check the backend login "
-            "(pulumi whoami) or pass --outputs FILE"
-        ) from None
-    if proc.returncode != 0:
-        err = " ".join(proc.stderr.split()) or f"exit code {proc.returncode}"
-        name = stack or "(current)"
-        if re.search(r"no stack named|stack .* not found|no stack selected", err, re.IGNORECASE):
-            raise VerifyError(
-                f"no such stack {name}: deploy it first (make up / pulumi up --stack {name}) "
-                "or name an existing stack with --stack"
-            )
-        raise VerifyError(f"`pulumi stack output` failed for stack {name}: {err[:300]}")
-    try:
-        data = json.loads(proc.stdout or "{}")
-    except json.JSONDecodeError:
-        raise VerifyError("`pulumi stack output --json` did not print JSON: check the Pulumi CLI") from None
-    if not isinstance(data, dict):
-        raise VerifyError("`pulumi stack output --json` did not print an object of outputs")
-    return data
