@@ -47,7 +47,7 @@ raw, passwords = read_raw_config()
 try:
     stack_config = load_stack(pulumi.get_stack(), raw, passwords)
 except ConfigError as err:
-    raise SystemExit(str(err)) from None
+    raise pulumi.RunError(str(err)) from None  # a clean error at preview, without a traceback
 
 mail = MailStack(
     NAMESPACE,

@@ -198,7 +198,11 @@ def run_program(config: dict[str, Any], stack: str = "dev", secret_keys: tuple[s
 
         return pulumi.Output.from_input(_collect())
 
-    _run()
+    try:
+        _run()
+    except Exception as err:
+        err.program = program  # type: ignore[attr-defined] - what was registered before the failure
+        raise
     return program
 
 

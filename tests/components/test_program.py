@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pulumi
 import pytest
 
 from config import passwords as pw
@@ -206,9 +207,11 @@ def test_two_runs_identical_inputs(make):
 def test_bad_config_fails_before_any_resource():
     config = dev_config()
     config["domains"][0]["users"][0]["quota"] = "100"
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(pulumi.RunError) as err:
         run(config)
     assert "mailstack:domains[0] (example1.local).users[0].quota" in str(err.value)
+    assert "a bare number would mean bytes" in str(err.value)
+    assert err.value.program.resources == []  # nothing was declared
 
 
 def test_tls_letsencrypt_mounts_certificates_read_only():
