@@ -119,3 +119,7 @@ if mail.vpn is not None:
     pulumi.export("vpnEndpoint", mail.vpn.endpoint)
     pulumi.export("vpnServerPublicKey", mail.vpn.server_public_key)
     pulumi.export("vpnPeerConfigs", mail.vpn.peer_configs)
+    for peer in stack_config.vpn.peers:  # one secret output per peer, like the lab's peerN.conf files
+        pulumi.export(
+            f"{peer}.conf", pulumi.Output.secret(mail.vpn.peer_configs.apply(lambda c, p=peer: c[p]))
+        )

@@ -257,3 +257,9 @@ def test_dev_stack_is_the_original_lab(dev_program):
     assert published["mailstack-dev-vpn"] == [(51820, "udp")]
     assert isinstance(dev_program.outputs["vpnPeerConfigs"], Secret)
     assert sorted(unwrap(dev_program.outputs["vpnPeerConfigs"])) == ["peer1", "peer2", "peer3"]
+    for peer in ("peer1", "peer2", "peer3"):
+        output = dev_program.outputs[f"{peer}.conf"]
+        assert (
+            isinstance(output, Secret) and output.value == unwrap(dev_program.outputs["vpnPeerConfigs"])[peer]
+        )
+        assert "\n[Interface]\n" in output.value and "PrivateKey = " in output.value
