@@ -202,3 +202,27 @@ def test_stack_default_network_and_names():
     cfg = load_stack("Staging", raw)
     assert cfg.stack == "staging" and cfg.network.name == "mailstack-staging"
     assert cfg.prefix() == "mailstack-staging"
+
+
+def test_webmail_port_collisions_are_reported(dev_raw):
+    dev_raw["domains"][0]["webmail"] = {"port": 3143}  # mta2's IMAP port
+    msg = one_problem(dev_raw)
+    assert (
+        "domains[0] (example1.local).webmail.port" in msg or "domains[1] (example2.local).ports.imap" in msg
+    )
+    assert "3143/tcp is already used" in msg
+    dev_raw["domains"][0]["webmail"] = {"port": 8081}
+    dev_raw["domains"][1]["webmail"] = {"port": 8081}
+    assert "domains[1] (example2.local).webmail.port: host port 8081/tcp is already used" in one_problem(
+        dev_raw
+    )
+
+
+def test_vpn_port_is_udp_and_checked_against_the_stack(dev_raw):
+    dev_raw["vpn"] = {"enabled": True, "endpoint": "localhost", "peers": ["peer1"], "port": 2525}
+    cfg = load_stack("dev", dev_raw)  # 2525/udp does not collide with mta1's 2525/tcp
+    assert cfg.vpn is not None and cfg.vpn.port == 2525
+    dev_raw["domains"][0]["webmail"] = {"port": 8081}
+    dev_raw["vpn"]["subnet"] = "172.28.5.0/24"  # inside the mail network
+    msg = one_problem(dev_raw)
+    assert "mailstack:vpn.subnet" in msg and "overlaps" in msg
