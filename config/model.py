@@ -20,6 +20,7 @@ from typing import Any
 
 from config import postfix_params
 from config.errors import ConfigError
+from config.rules import WEAK_PASSWORDS, image_problem
 from config.vpn import DEFAULT_IMAGE as VPN_IMAGE
 from config.vpn import VpnConfig, parse_vpn
 
@@ -41,31 +42,6 @@ POSTFIX_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 TLS_MODES = ("none", "self-signed", "manual", "letsencrypt")
 """Values of ``mailstack:tls``; ``none`` is the lab default (plain IMAP/SMTP AUTH)."""
 
-WEAK_PASSWORDS = frozenset(
-    {
-        "password",
-        "password1",
-        "password123",
-        "password1234",
-        "123456",
-        "12345678",
-        "123456789",
-        "1234567890",
-        "changeme",
-        "changeme123",
-        "admin",
-        "admin123",
-        "secret",
-        "letmein",
-        "qwerty",
-        "qwerty123",
-        "welcome",
-        "welcome123",
-        "mailstack",
-        "docker",
-    }
-)
-"""Well-known default passwords refused in production stacks (and flagged by the policy pack)."""
 
 MIN_PRODUCTION_PASSWORD = 12
 
@@ -306,19 +282,6 @@ def _as_ipv4(value: Any, where: str, problems: _Problems) -> str | None:
     except ValueError:
         problems.add(where, f"must be an IPv4 address such as 127.0.0.1 or 0.0.0.0, got {value!r}")
         return None
-
-
-def image_tag_problem(reference: str) -> str | None:
-    """Return why an image reference is not pinned, or ``None`` when it is."""
-    if "@sha256:" in reference:
-        return None
-    last = reference.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return "has no tag; pin an exact version such as ':15.1.0'"
-    tag = last.rsplit(":", 1)[1]
-    if tag in ("latest", "edge", "") or tag.startswith("latest-"):
-        return f"uses the moving tag '{tag}'; pin an exact version"
-    return None
 
 
 def static_address(domain: str, network: NetworkConfig) -> IPv4Address:
@@ -656,9 +619,12 @@ def _parse_images(raw: Any, problems: _Problems) -> dict[str, str]:
     for key in DEFAULT_IMAGES:
         if key in raw:
             ref = raw[key]
-            problem = image_tag_problem(ref) if isinstance(ref, str) and ref else "is empty"
+            problem = image_problem(ref) if isinstance(ref, str) else "is not a string"
             if problem:
-                problems.add(f"mailstack:images.{key}", f"{ref!r} {problem}")
+                problems.add(
+                    f"mailstack:images.{key}",
+                    f"{ref!r} {problem}; pin an exact version tag such as ':15.1.0' or a digest '@sha256:...'",
+                )
             else:
                 images[key] = ref
     return images

@@ -36,8 +36,10 @@ import binascii
 import ipaddress
 import itertools
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
@@ -62,6 +64,12 @@ from pulumi_policy.proxy import (
     UNKNOWN_STRING_VALUE,
     UnknownValueError,
 )
+
+# The pack lives inside the project: share its standard-library-only rules instead of copying them.
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
+if _PROJECT_ROOT not in sys.path:
+    sys.path.insert(0, _PROJECT_ROOT)
+from config.rules import WEAK_PASSWORDS, image_problem  # noqa: E402
 
 PACK_NAME = "mailstack"
 """Name of the policy pack (``pulumi preview --policy-pack policy`` reports it)."""
@@ -97,43 +105,6 @@ ROUNDCUBE_SECRETS: Final = "/run/secrets/roundcube_"
 MAIL_DATA_PATHS: Final = {"/var/mail": "the mailboxes", "/var/mail-state": "the mail queue and state"}
 """Container paths of docker-mailserver that hold data a deletion would lose (image-contracts.md A2)."""
 MAIL_DATA_VOLUME_ROLES: Final = {"mail": "/var/mail", "state": "/var/mail-state"}
-
-_BUNDLED_WEAK_PASSWORDS: Final = frozenset(
-    {
-        "password",
-        "password1",
-        "password123",
-        "password1234",
-        "123456",
-        "12345678",
-        "123456789",
-        "1234567890",
-        "changeme",
-        "changeme123",
-        "admin",
-        "admin123",
-        "secret",
-        "letmein",
-        "qwerty",
-        "qwerty123",
-        "welcome",
-        "welcome123",
-        "mailstack",
-        "docker",
-    }
-)
-"""Copy of ``config.model.WEAK_PASSWORDS`` for when the pack runs without the project on its path
-(a test keeps the two equal)."""
-
-try:  # The project's own list, when the pack runs from the project (tests, a CLI started there).
-    from config.model import WEAK_PASSWORDS as _PROJECT_WEAK_PASSWORDS
-except ImportError:  # pragma: no cover - depends on how the CLI starts the pack
-    _PROJECT_WEAK_PASSWORDS = None
-
-WEAK_PASSWORDS: Final[frozenset[str]] = (
-    frozenset(_PROJECT_WEAK_PASSWORDS) if _PROJECT_WEAK_PASSWORDS is not None else _BUNDLED_WEAK_PASSWORDS
-)
-"""Well-known default passwords no account may use (``password123`` and friends)."""
 
 
 # --- reading properties that may be unknown ------------------------------------------------------
@@ -511,51 +482,6 @@ def wireguard_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6
 
 
 # --- images-pinned -------------------------------------------------------------------------------
-
-MOVING_TAGS: Final = frozenset(
-    {
-        "latest",
-        "edge",
-        "stable",
-        "nightly",
-        "main",
-        "master",
-        "dev",
-        "develop",
-        "rolling",
-        "testing",
-        "unstable",
-    }
-)
-
-
-def image_problem(reference: str) -> str | None:
-    """Why an image reference is not pinned to one build, or ``None`` when it is.
-
-    Pinned: a digest (``@sha256:...``), an image id (``sha256:...``) or an exact version tag.
-    Moving: no tag (Docker pulls ``latest``), ``latest``/``edge``/``stable``..., a wildcard
-    version (``1.6.x-apache``) and a major or major.minor tag (``15``, ``1.6-apache``) that
-    follows every release of its line.
-    """
-    ref = reference.strip()
-    if not ref:
-        return "is empty"
-    if "@sha256:" in ref or re.fullmatch(r"sha256:[0-9a-f]{64}", ref):
-        return None
-    last = ref.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return "has no tag, so Docker pulls whatever ':latest' is today"
-    tag = last.rsplit(":", 1)[1]
-    lowered = tag.lower()
-    if lowered in MOVING_TAGS or lowered.startswith("latest-") or lowered.endswith("-latest"):
-        return f"uses the moving tag '{tag}'"
-    segments = lowered.split("-")
-    version = segments[0].removeprefix("v")
-    if any(part in ("x", "*") for part in version.split(".")):
-        return f"uses the wildcard tag '{tag}', which follows every matching release"
-    if re.fullmatch(r"\d+(\.\d+)?", version) and all(s.isalpha() for s in segments[1:]):
-        return f"uses the tag '{tag}', which follows every release of its {segments[0]} line"
-    return None
 
 
 def validate_images_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

@@ -173,6 +173,13 @@ def _vpn_logs_configs(program: Program) -> None:
     _set_env(_registration(program, "vpn-container"), "LOG_CONFS", "true")
 
 
+def _image_tag(name: str, reference: str) -> Callable[[Program], None]:
+    def tamper(program: Program) -> None:
+        _registration(program, name).inputs["name"] = reference
+
+    return tamper
+
+
 def _prod_with(**changes: Any) -> dict[str, Any]:
     config = prod_config()
     for key, value in changes.items():
@@ -205,7 +212,8 @@ BROKEN = [
     Broken(
         "images-pinned: a major-version tag",
         {("images-pinned", "mailstack-mailserver-image"): 1},
-        config=_prod_with(images={"mailserver": "docker.io/mailserver/docker-mailserver:15"}),
+        tamper=_image_tag("mailstack-mailserver-image", "docker.io/mailserver/docker-mailserver:15"),
+        refused_by_model={"images": {"mailserver": "docker.io/mailserver/docker-mailserver:15"}},
     ),
     Broken(
         "mail-data-protected: protectData off (production switched off to get past validation)",
@@ -308,8 +316,8 @@ def test_broken_prod_stack_produces_exactly_the_expected_violation(case: Broken)
 
 
 def test_a_broken_dev_stack_is_only_advisory() -> None:
-    config = dev_config()
-    config["images"] = {"webmail": "docker.io/roundcube/roundcubemail:1.6.x-apache"}
-    found = evaluate(run(config, "dev"), load_config("dev"))
+    program = run(dev_config(), "dev")  # the model refuses a wildcard tag, so the image is tampered
+    _image_tag("mailstack-webmail-image", "docker.io/roundcube/roundcubemail:1.6.x-apache")(program)
+    found = evaluate(program, load_config("dev"))
     assert {v.level for v in found} == {"advisory"}
     assert summary(found)[("images-pinned", "mailstack-webmail-image")] == 1

@@ -328,13 +328,24 @@ def test_weak_credentials_missing_and_unknown() -> None:
     assert run(mp.validate_weak_credentials, resource_args(broken)) == []
 
 
-def test_weak_password_list_matches_the_project() -> None:
-    from config.model import WEAK_PASSWORDS
+def test_pack_and_config_share_one_rule_set() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    assert mp._BUNDLED_WEAK_PASSWORDS == WEAK_PASSWORDS, (
-        "policy copy and config.model.WEAK_PASSWORDS diverged"
+    from config import model, rules
+
+    assert mp.WEAK_PASSWORDS is rules.WEAK_PASSWORDS is model.WEAK_PASSWORDS
+    assert mp.image_problem is rules.image_problem is model.image_problem
+    # the pack's own virtualenv has only pulumi-policy and passlib: the shared rules need nothing else
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        f"import sys; sys.path.insert(0, {str(root)!r}); import config.rules; "
+        "extra = sorted({m.split('.')[0] for m in sys.modules} & {'cryptography', 'passlib', 'pulumi', 'yaml'}); "
+        "print(extra)"
     )
-    assert mp.WEAK_PASSWORDS == WEAK_PASSWORDS
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 # --- health-and-restart ----------------------------------------------------------------------------

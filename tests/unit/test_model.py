@@ -144,6 +144,16 @@ def test_address_collision_asks_to_pin(dev_raw):
             "images.mailserver",
             "no tag",
         ),
+        (
+            lambda r: r.__setitem__("images", {"webmail": "roundcube/roundcubemail:1.6.x-apache"}),
+            "images.webmail",
+            "wildcard",
+        ),
+        (
+            lambda r: r.__setitem__("images", {"mailserver": "mailserver/docker-mailserver:15"}),
+            "images.mailserver",
+            "every release of its 15 line",
+        ),
         (lambda r: r.__setitem__("network", {"subnet": "172.28.0.1/16"}), "network.subnet", "host bits"),
         (lambda r: r.__setitem__("tls", "starttls"), "mailstack:tls", "one of"),
         (lambda r: r.__setitem__("domian", []), "mailstack:domian", "unknown configuration key"),
