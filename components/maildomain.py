@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -197,7 +196,7 @@ class MailDomain(pulumi.ComponentResource):
         )
 
         env = pf.mailserver_env(stack, domain)
-        start_digest = hashlib.sha256(static[pf.MAIN_CF_FILE].encode()).hexdigest()
+        start_digest = pf.revision(*(static[f] for f in pf.START_ONLY_FILES))
         container_name = f"{prefix}-{domain.server}"
         server = docker.Container(
             f"{name}-server",

@@ -11,7 +11,6 @@ This module imports nothing from Pulumi: it is plain data, testable in milliseco
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -209,14 +208,6 @@ class StackConfig:
             if d.domain == name:
                 return d
         raise KeyError(name)
-
-    def all_users(self) -> list[User]:
-        """Every account of the stack, in declaration order."""
-        return [u for d in self.domains for u in d.users]
-
-    def generated_password_addresses(self) -> list[str]:
-        """Accounts without an entry in ``mailstack:passwords``: they get a generated password."""
-        return [u.address for u in self.all_users() if u.address not in self.explicit_passwords]
 
 
 class _Problems:
@@ -775,8 +766,3 @@ def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] 
         explicit_passwords=explicit,
         vpn=vpn,
     )
-
-
-def ipv4(value: str) -> IPv4Address:
-    """Parse an IPv4 address (small helper for renderers and tests)."""
-    return ipaddress.IPv4Address(value)

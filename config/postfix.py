@@ -39,8 +39,6 @@ MAIN_CF_FILE = "postfix-main.cf"
 TRANSPORT_FILE = "postfix-transport.cf"
 MYNETWORKS_FILE = "postfix-mynetworks.cidr"
 
-WATCHED_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE)
-"""Files docker-mailserver's change detector reloads live (image-contracts.md A6)."""
 START_ONLY_FILES = (MAIN_CF_FILE,)
 """Files docker-mailserver reads only when a container starts: a change must replace the container."""
 RELOAD_FILES = (TRANSPORT_FILE, MYNETWORKS_FILE)

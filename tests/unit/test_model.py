@@ -40,11 +40,6 @@ def test_dev_stack_model(dev_raw):
     assert cfg.protect_data is True
     assert cfg.images["mailserver"].endswith(":15.1.0")
     assert cfg.explicit_passwords == frozenset({"user1@example1.local"})
-    assert cfg.generated_password_addresses() == [
-        "user2@example1.local",
-        "user3@example2.local",
-        "user4@example2.local",
-    ]
     assert cfg.message_size_limit == 10240000 and cfg.mailbox_size_limit == 0
 
 
