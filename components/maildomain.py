@@ -9,7 +9,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.common import docker_labels
+from components.common import docker_labels, healthcheck
 from config import passwords as pw
 from config import postfix as pf
 from config.model import Domain, StackConfig
@@ -229,12 +229,12 @@ class MailDomain(pulumi.ComponentResource):
                     ipv4_address=str(domain.address),
                 )
             ],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD-SHELL", pf.HEALTHCHECK],
-                interval="10s",
-                timeout="5s",
+            healthcheck=healthcheck(
+                ["CMD-SHELL", pf.HEALTHCHECK],
+                interval=10,
+                timeout=5,
                 retries=3,
-                start_period=f"{HEALTH_START_PERIOD_SECONDS}s",
+                start_period=HEALTH_START_PERIOD_SECONDS,
             ),
             restart="unless-stopped",
             stop_timeout=MAILSERVER_STOP_SECONDS,

@@ -9,13 +9,13 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.common import docker_labels
+from components.common import docker_labels, healthcheck
 from config import vpn as wg
 
-HEALTH_INTERVAL = "30s"
-HEALTH_TIMEOUT = "5s"
+HEALTH_INTERVAL_SECONDS = 30
+HEALTH_TIMEOUT_SECONDS = 5
 HEALTH_RETRIES = 3
-HEALTH_START_PERIOD = "20s"
+HEALTH_START_PERIOD_SECONDS = 20
 """The image's init (key-less in client mode) brings ``wg0`` up within seconds of the start."""
 
 
@@ -119,12 +119,12 @@ class WireGuardVpn(pulumi.ComponentResource):
                 )
             ],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network_name, aliases=["vpn"])],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "wg", "show", "wg0"],
-                interval=HEALTH_INTERVAL,
-                timeout=HEALTH_TIMEOUT,
+            healthcheck=healthcheck(
+                ["CMD", "wg", "show", "wg0"],
+                interval=HEALTH_INTERVAL_SECONDS,
+                timeout=HEALTH_TIMEOUT_SECONDS,
                 retries=HEALTH_RETRIES,
-                start_period=HEALTH_START_PERIOD,
+                start_period=HEALTH_START_PERIOD_SECONDS,
             ),
             labels=docker_labels({**args.labels, "mailstack.role": "vpn"}, docker.ContainerLabelArgs),
             restart="unless-stopped",

@@ -9,14 +9,14 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.common import docker_labels
+from components.common import docker_labels, healthcheck
 from config import roundcube as rc
 from config.model import Domain, StackConfig
 
-HEALTH_INTERVAL = "10s"
-HEALTH_TIMEOUT = "3s"
+HEALTH_INTERVAL_SECONDS = 10
+HEALTH_TIMEOUT_SECONDS = 3
 HEALTH_RETRIES = 5
-HEALTH_START_PERIOD = "30s"
+HEALTH_START_PERIOD_SECONDS = 30
 """Covers the entrypoint's copy of Roundcube into the docroot and the database initialisation."""
 WAIT_TIMEOUT_SECONDS = 120
 """How long Pulumi waits for the webmail to become healthy; longer than the start period."""
@@ -104,12 +104,12 @@ class Webmail(pulumi.ComponentResource):
                     name=args.network_name, aliases=[f"webmail-{domain.server}"]
                 )
             ],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=list(rc.HEALTHCHECK),
-                interval=HEALTH_INTERVAL,
-                timeout=HEALTH_TIMEOUT,
+            healthcheck=healthcheck(
+                rc.HEALTHCHECK,
+                interval=HEALTH_INTERVAL_SECONDS,
+                timeout=HEALTH_TIMEOUT_SECONDS,
                 retries=HEALTH_RETRIES,
-                start_period=HEALTH_START_PERIOD,
+                start_period=HEALTH_START_PERIOD_SECONDS,
             ),
             labels=docker_labels({**labels, "mailstack.role": "webmail"}, docker.ContainerLabelArgs),
             restart="unless-stopped",

@@ -7,23 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.components.harness import Program, dev_config, run_program
-
-
-def three_domain_config() -> dict[str, Any]:
-    """The dev stack plus a third domain with an alias and a user without a password."""
-    config = dev_config()
-    config["domains"].append(
-        {
-            "domain": "example3.local",
-            "server": "mta3",
-            "ports": {"smtp": 4525, "submission": 4587, "imap": 4143, "pop3": 4110},
-            "users": [{"name": "user5", "quota": "500M"}, {"name": "user6"}],
-            "aliases": {"info": ["user5@example3.local", "user1@example1.local"]},
-        }
-    )
-    config["passwords"]["user5@example3.local"] = "s3cret-user5-pass"
-    return config
+from tests.components.harness import Program, dev_config, prod_config, run_program, three_domain_config
 
 
 def run(config: dict[str, Any], stack: str = "dev") -> Program:
@@ -41,3 +25,9 @@ def dev_program() -> Program:
 def three_program() -> Program:
     """The three-domain stack, run once per module."""
     return run(three_domain_config())
+
+
+@pytest.fixture(scope="module")
+def prod_program() -> Program:
+    """The production example stack, run once per module."""
+    return run(prod_config(), stack="prod")

@@ -222,3 +222,30 @@ def dev_config() -> dict[str, Any]:
     config = load_stack_file("dev")
     config["passwords"] = dict(DEV_PASSWORDS)
     return config
+
+
+def three_domain_config() -> dict[str, Any]:
+    """The dev stack plus a third domain with an alias and a user without a password."""
+    config = dev_config()
+    config["domains"].append(
+        {
+            "domain": "example3.local",
+            "server": "mta3",
+            "ports": {"smtp": 4525, "submission": 4587, "imap": 4143, "pop3": 4110},
+            "users": [{"name": "user5", "quota": "500M"}, {"name": "user6"}],
+            "aliases": {"info": ["user5@example3.local", "user1@example1.local"]},
+        }
+    )
+    config["passwords"]["user5@example3.local"] = "s3cret-user5-pass"
+    return config
+
+
+PROD_PASSWORD = "Correct-Horse-Battery-7"
+"""A strong password for the one account ``prod_config`` sets (a test value, not a real secret)."""
+
+
+def prod_config() -> dict[str, Any]:
+    """``Pulumi.prod.yaml`` with the one password a person would set as a secret."""
+    config = load_stack_file("prod")
+    config["passwords"] = {"admin@example.org": PROD_PASSWORD}
+    return config

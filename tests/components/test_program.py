@@ -7,6 +7,7 @@ import pytest
 
 from config import passwords as pw
 from config import postfix as pf
+from config.durations import SECOND, parse_go_duration
 from tests.components.conftest import run, three_domain_config
 from tests.components.harness import Secret, contains_secret, dev_config, unwrap
 
@@ -59,8 +60,13 @@ def test_dev_containers_ports_and_network(dev_program):
         assert (
             hc["tests"][0] == "CMD-SHELL" and ":587" in hc["tests"][1] and "changedetector" in hc["tests"][1]
         )
-        start = int(hc["startPeriod"].rstrip("s"))
-        assert start >= 120 and inputs["wait"] is True and inputs["waitTimeout"] > start
+        start = parse_go_duration(hc["startPeriod"]) / SECOND
+        assert (
+            hc["startPeriod"] == "2m30s"
+            and start >= 120
+            and inputs["wait"] is True
+            and inputs["waitTimeout"] > start
+        )
         assert reg.delete_before_replace
         mounts = {v["containerPath"]: v["volumeName"] for v in inputs["volumes"]}
         slug = {"mta1": "example1-local", "mta2": "example2-local"}[server]
