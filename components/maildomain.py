@@ -30,14 +30,29 @@ if [ -n "${{MAILSTACK_SELF_SIGNED:-}}" ] && [ ! -s "$dst/ssl/$MAILSTACK_SELF_SIG
   mv -f "$dst/ssl/.cert.tmp" "$dst/ssl/$MAILSTACK_SELF_SIGNED-cert.pem"
   echo "mailstack: made a self-signed certificate for $MAILSTACK_SELF_SIGNED"
 fi
+staged=()
+tmp_of() {{ printf '%s/.%s.mailstack-tmp' "$(dirname "$dst/$1")" "$(basename "$1")"; }}
+fail() {{
+  rm -f "${{staged[@]}}"
+  echo "mailstack: $1; nothing in $dst was changed" >&2
+  exit 1
+}}
+# 1. stage every file beside its target, with the permissions of its upload (accounts: 0600)
 for name in "$@"; do
-  install -m 0644 "$src/$name" "$dst/.$name.mailstack-tmp"
-  mv -f "$dst/.$name.mailstack-tmp" "$dst/$name"
+  tmp="$(tmp_of "$name")"
+  mode="$(stat -c %a "$src/$name" 2>/dev/null)" || fail "$name is missing from the staged files"
+  mkdir -p "$(dirname "$tmp")" && install -m "$mode" "$src/$name" "$tmp" || fail "could not stage $name"
+  staged+=("$tmp")
+done
+# 2. rename each into place, in argument order (the accounts file, which triggers the reload, last)
+for name in "$@"; do
+  mv -f "$(tmp_of "$name")" "$dst/$name"
   echo "mailstack: wrote $dst/$name"
 done
 sync
 """
-"""Copies each staged file into the config volume atomically (write, then rename), in argument order."""
+"""Stages every file first and only then renames each into place, so that a failure leaves the config
+volume as it was; each file keeps its upload's permissions; the last argument's file is renamed last."""
 
 MAILSERVER_STOP_SECONDS = 60
 HEALTH_START_PERIOD_SECONDS = 150
@@ -157,13 +172,13 @@ class MailDomain(pulumi.ComponentResource):
             docker.ContainerUploadArgs(
                 file=f"{WRITER_STAGING}/{pf.ACCOUNTS_FILE}",
                 content=pulumi.Output.secret(accounts),
-                permissions="0600",
+                permissions="0600",  # the writer installs each file with its upload's permissions
             )
         )
+        container_name = f"{prefix}-{domain.server}"
         writer = docker.Container(
             f"{name}-config-writer",
-            # The name carries the content digest: a change creates a new writer before the old
-            # one is deleted, and an unchanged configuration re-creates nothing.
+            # The name carries the content digest, so an unchanged configuration re-creates nothing.
             name=digest.apply(lambda d: f"{prefix}-{domain.server}-config-{d}"),
             image=args.image_id,
             entrypoints=["/bin/bash", "-c", WRITER_SCRIPT, "mailstack-config-writer"],
@@ -179,25 +194,30 @@ class MailDomain(pulumi.ComponentResource):
             logs=True,
             restart="no",
             labels=docker_labels({**labels, "mailstack.role": "config-writer"}, docker.ContainerLabelArgs),
-            opts=child,
+            # Delete first, on purpose: a change of only the environment or the image (tls mode, image
+            # bump) keeps the digest and so the name, and a create-first replacement would collide on it.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
         def _check_exit(values: list) -> str:
-            code, logs, revision = values
+            code, logs, revision, urn = values
             if code not in (0, None):
-                raise RuntimeError(
-                    f"the config writer of {domain.server} ({domain.domain}) exited with status {code}; "
-                    f"its output: {logs or '(none)'}"
+                raise pulumi.RunError(
+                    writer_failure(stack.stack, domain.server, domain.domain, container_name, code, logs, urn)
                 )
             return revision
 
-        self.config_revision = pulumi.Output.all(writer.exit_code, writer.container_logs, digest).apply(
-            _check_exit
-        )
+        self.config_revision = pulumi.Output.all(
+            writer.exit_code, writer.container_logs, digest, writer.urn
+        ).apply(_check_exit)
+        # The server waits for a *successful* write: the gate's input is the checked revision, which
+        # fails when the writer did, so neither the gate nor the server is then registered (the running
+        # server is left as it is). The server depends on the gate only, never on the writer's outputs,
+        # which would replace it on every account edit.
+        gate = pulumi.Stash(f"{name}-config-gate", input=self.config_revision, opts=child)
 
         env = pf.mailserver_env(stack, domain)
         start_digest = pf.revision(*(static[f] for f in pf.START_ONLY_FILES))
-        container_name = f"{prefix}-{domain.server}"
         server = docker.Container(
             f"{name}-server",
             name=container_name,
@@ -242,7 +262,7 @@ class MailDomain(pulumi.ComponentResource):
             wait=True,
             wait_timeout=HEALTH_WAIT_TIMEOUT_SECONDS,
             must_run=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[writer], delete_before_replace=True),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[gate], delete_before_replace=True),
         )
 
         docker_cmd = f"docker -H {args.docker_host}" if args.docker_host else "docker"
@@ -262,7 +282,7 @@ class MailDomain(pulumi.ComponentResource):
                 "setup": f"{docker_cmd} exec -it {container_name} setup help",
             }
         )
-        self.resources = {"server": server, "writer": writer, "seed": seed, **volumes}
+        self.resources = {"server": server, "writer": writer, "gate": gate, "seed": seed, **volumes}
         self.register_outputs(
             {
                 "server": self.server,
@@ -275,6 +295,25 @@ class MailDomain(pulumi.ComponentResource):
                 "configRevision": self.config_revision,
             }
         )
+
+
+def writer_failure(
+    stack: str, server: str, domain: str, container: str, code: int, logs: str | None, urn: str
+) -> str:
+    """The error of an ``up`` whose config writer exited non-zero: what happened, its output, how to retry.
+
+    The provider records a writer as created whatever its exit code, so the next ``up`` sees no diff
+    and fails the same way until the configuration changes or the writer is replaced explicitly.
+    """
+    output = "\n".join(f"    | {line}" for line in (logs or "").rstrip().splitlines()) or "    (no output)"
+    return (
+        f"the config writer of {server} ({domain}) exited with status {code}, so {container} was not "
+        "created or changed: a running server keeps its previous configuration.\n"
+        f"  The writer's output:\n{output}\n"
+        "  Fix the cause, then run the writer again; it stays in the state as created, so a plain "
+        "`pulumi up` does not retry it:\n"
+        f"    pulumi up --stack {stack} --replace '{urn}'"
+    )
 
 
 def _certificate_volumes(stack: StackConfig) -> list[docker.ContainerVolumeArgs]:

@@ -15,6 +15,8 @@ from config import vpn as wg
 HEALTH_INTERVAL_SECONDS = 30
 HEALTH_TIMEOUT_SECONDS = 5
 HEALTH_RETRIES = 3
+STOP_GRACE_SECONDS = 30
+"""Time the VPN container (s6 bringing wg0 down) gets to stop before it is killed."""
 HEALTH_START_PERIOD_SECONDS = 20
 """The image's init (key-less in client mode) brings ``wg0`` up within seconds of the start."""
 
@@ -128,6 +130,9 @@ class WireGuardVpn(pulumi.ComponentResource):
             ),
             labels=docker_labels({**args.labels, "mailstack.role": "vpn"}, docker.ContainerLabelArgs),
             restart="unless-stopped",
+            # Stop with a grace period on replace and destroy (the provider's default is 0 s: killed at once).
+            stop_timeout=STOP_GRACE_SECONDS,
+            destroy_grace_seconds=STOP_GRACE_SECONDS,
             # Fixed name and host port: the old container must go before its replacement starts.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )

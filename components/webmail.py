@@ -16,6 +16,8 @@ from config.model import Domain, StackConfig
 HEALTH_INTERVAL_SECONDS = 10
 HEALTH_TIMEOUT_SECONDS = 3
 HEALTH_RETRIES = 5
+STOP_GRACE_SECONDS = 30
+"""Time Roundcube (Apache, its SQLite database open) gets to stop before it is killed."""
 HEALTH_START_PERIOD_SECONDS = 30
 """Covers the entrypoint's copy of Roundcube into the docroot and the database initialisation."""
 WAIT_TIMEOUT_SECONDS = 120
@@ -113,6 +115,9 @@ class Webmail(pulumi.ComponentResource):
             ),
             labels=docker_labels({**labels, "mailstack.role": "webmail"}, docker.ContainerLabelArgs),
             restart="unless-stopped",
+            # Stop with a grace period on replace and destroy (the provider's default is 0 s: killed at once).
+            stop_timeout=STOP_GRACE_SECONDS,
+            destroy_grace_seconds=STOP_GRACE_SECONDS,
             wait=True,
             wait_timeout=WAIT_TIMEOUT_SECONDS,
             must_run=True,

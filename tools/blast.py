@@ -54,6 +54,8 @@ UPDATABLE_IN_PLACE: dict[str, frozenset[str]] = {
     "docker:index/remoteImage:RemoteImage": frozenset({"keepLocally", "forceRemove", "build"}),
     "random:index/randomBytes:RandomBytes": frozenset(),
     "random:index/randomPassword:RandomPassword": frozenset(),
+    # Pulumi's builtin Stash: a changed input is an in-place update (pulumi/pulumi pkg/resource/deploy/builtins.go).
+    "pulumi:index:Stash": frozenset({"input"}),
 }
 COMPONENT_PREFIX = "mailstack:index:"
 
@@ -93,8 +95,11 @@ class BlastRadius:
             "volumes replaced or updated": self.count("volume", "replace", "update"),
             "volumes released (retained on host)": self.count("volume", "delete"),
             "config writers run": self.count("config-writer", "replace", "create"),
+            # a config writer's gate is updated with every successful write: counted with the writers
             "other changes": sum(
-                1 for c in self.changes if c.role not in ("mailserver", "volume", "config-writer")
+                1
+                for c in self.changes
+                if c.role not in ("mailserver", "volume", "config-writer", "config-gate")
             ),
         }
 
@@ -102,6 +107,8 @@ class BlastRadius:
 def _role(reg: Registration) -> str:
     if reg.type == "docker:index/volume:Volume":
         return "volume"
+    if reg.type == "pulumi:index:Stash" and reg.name.endswith("-config-gate"):
+        return "config-gate"
     labels = {item["label"]: item["value"] for item in unwrap(reg.inputs.get("labels", []) or [])}
     return labels.get("mailstack.role", "")
 

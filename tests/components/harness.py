@@ -116,7 +116,15 @@ def mock_bytes(name: str, n: int) -> bytes:
 
 
 class StackMocks(pulumi.runtime.Mocks):
-    """Returns inputs as outputs, plus deterministic computed outputs per resource type."""
+    """Returns inputs as outputs, plus deterministic computed outputs per resource type.
+
+    ``exits`` maps a run-once container's logical name (``example1.local-config-writer``) to the
+    ``(exit code, output)`` the provider would record for it; every other one exits 0.
+    """
+
+    def __init__(self, exits: dict[str, tuple[int, str]] | None = None) -> None:
+        super().__init__()
+        self.exits = dict(exits or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
@@ -130,8 +138,11 @@ class StackMocks(pulumi.runtime.Mocks):
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
         elif args.typ == "docker:index/container:Container":
-            outputs.setdefault("exitCode", 0 if args.inputs.get("attach") else None)
-            outputs.setdefault("containerLogs", "")
+            code, logs = self.exits.get(args.name, (0, ""))
+            outputs.setdefault("exitCode", code if args.inputs.get("attach") else None)
+            outputs.setdefault("containerLogs", logs)
+        elif args.typ == "pulumi:index:Stash":
+            outputs["output"] = args.inputs.get("input")
         return f"{args.name}_id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
@@ -175,11 +186,18 @@ def config_map(config: dict[str, Any]) -> dict[str, str]:
     return result
 
 
-def run_program(config: dict[str, Any], stack: str = "dev", secret_keys: tuple[str, ...] = ()) -> Program:
+def run_program(
+    config: dict[str, Any],
+    stack: str = "dev",
+    secret_keys: tuple[str, ...] = (),
+    *,
+    mocks: StackMocks | None = None,
+    preview: bool = False,
+) -> Program:
     """Run ``__main__.py`` once under mocks with ``config`` as the stack configuration."""
-    mocks = StackMocks()
+    mocks = mocks or StackMocks()
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="mailstack", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project="mailstack", stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config_map(copy.deepcopy(config)), secret_keys=list(secret_keys))
 
     program = monitor.program

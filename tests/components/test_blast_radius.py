@@ -27,7 +27,10 @@ def test_account_edits_touch_no_server_and_no_volume(radius, kind):
     # exactly one config writer runs: the one of the edited domain
     writers = [c for c in r.changes if c.role == "config-writer"]
     assert [c.action for c in writers] == ["replace"] and "example1.local" in writers[0].urn
-    assert {c.role for c in r.changes} == {"config-writer"}
+    # ...and its gate takes the new checked revision, an in-place update
+    gates = [c for c in r.changes if c.role == "config-gate"]
+    assert [(c.action, c.name) for c in gates] == [("update", "example1.local-config-gate")]
+    assert {c.role for c in r.changes} == {"config-writer", "config-gate"}
 
 
 def test_add_domain_creates_only_the_new_server(radius):

@@ -108,9 +108,10 @@ def test_dev_generated_files_and_writer(dev_program):
         assert pw.verify_password("password123", hashed)
     # the accounts file is written last, so its change (which triggers the reload) comes after the others
     assert inputs["command"][-1] == pf.ACCOUNTS_FILE
-    # the server waits for the writer (first deploy: config before the server starts)
+    # the server waits for the writer's success through the gate (never on the writer's outputs)
     server = dev_program.containers()["mailstack-dev-mta1"]
-    assert writer.urn in server.dependencies
+    gate = dev_program.named("example1.local-config-gate")
+    assert gate.urn in server.dependencies and writer.urn not in server.dependencies
 
 
 def test_volumes_retained_and_protected(dev_program):

@@ -138,6 +138,7 @@ def test_container_settings(monitor: RecordingMonitor) -> Any:
         assert {"interval", "timeout", "retries", "startPeriod"} <= set(hc)
         assert hc["retries"] > 0
         assert inputs["restart"] == "unless-stopped"
+        assert inputs["stopTimeout"] == 30 and inputs["destroyGraceSeconds"] == 30
         assert c.delete_before_replace is True
         assert {"label": "mailstack.stack", "value": "dev"} in inputs["labels"]
         env = dict(e.split("=", 1) for e in inputs["envs"])

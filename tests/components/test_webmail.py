@@ -64,6 +64,8 @@ def test_dev_has_the_original_labs_webmails(dev_program):
         }
         assert inputs["restart"] == "unless-stopped"
         assert inputs["wait"] is True and inputs["waitTimeout"] == 120
+        # stopped with a grace period on replace and destroy (SQLite open), never killed at once
+        assert inputs["stopTimeout"] == 30 and inputs["destroyGraceSeconds"] == 30
         assert reg.delete_before_replace
         hc = inputs["healthcheck"]
         assert hc["tests"] == ["CMD", "curl", "--fail", "http://localhost/?ping=ping"]

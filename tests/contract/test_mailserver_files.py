@@ -4,7 +4,9 @@
 - the peer table through ``postmap -q <address> cidr:<file>``;
 - ``postfix-main.cf`` appended to a main.cf, as docker-mailserver does, then ``postconf -n``: no warnings;
 - every account hash through ``doveadm pw -t`` (Dovecot's own verification);
-- the config writer's script, run by bash on real files (atomic replace, order, exit status, certificate).
+- the config writer's script, run by bash on real files: the program's own uploads staged with their
+  permissions (the accounts file ends up 0600), stage-then-rename (a failure changes nothing), order,
+  exit status, certificate.
 """
 
 from __future__ import annotations
@@ -130,27 +132,87 @@ def test_every_account_hash_verified_by_doveadm(stack):
     assert "(verified)" in run(doveadm, "pw", "-t", hashed, "-p", "password123").stdout
 
 
-def _writer(tmp_path: Path, files: dict[str, str], env: dict[str, str] | None = None):
+def _writer(
+    tmp_path: Path,
+    files: dict[str, str],
+    env: dict[str, str] | None = None,
+    modes: dict[str, int] | None = None,
+    args: list[str] | None = None,
+):
+    """Stage ``files`` (with ``modes``, as the provider's uploads would) and run the writer's script."""
     bash = require_tool("bash", "bash")
     staging, dst = tmp_path / "staging", tmp_path / "config"
     staging.mkdir(exist_ok=True)
     dst.mkdir(exist_ok=True)
     for name, text in files.items():
         (staging / name).write_text(text)
+        (staging / name).chmod((modes or {}).get(name, 0o644))
     environ = {
         **os.environ,
         "MAILSTACK_STAGING": str(staging),
         "MAILSTACK_CONFIG_DIR": str(dst),
         **(env or {}),
     }
-    return dst, run(bash, "-c", WRITER_SCRIPT, "mailstack-config-writer", *files, env=environ)
+    argv = args if args is not None else list(files)
+    return dst, run(bash, "-c", WRITER_SCRIPT, "mailstack-config-writer", *argv, env=environ)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_writer_installs_the_programs_uploads_with_their_permissions(tmp_path):
+    from tests.components.harness import dev_config, run_program, unwrap
+
+    program = run_program(dev_config(), secret_keys=("mailstack:passwords",))
+    writer = unwrap(program.named("example1.local-config-writer").inputs)
+    staged = {u["file"].rsplit("/", 1)[1]: u for u in writer["uploads"]}
+    assert sorted(staged) == sorted(writer["command"])
+    dst, result = _writer(
+        tmp_path,
+        {name: u["content"] for name, u in staged.items()},
+        modes={name: int(u["permissions"], 8) for name, u in staged.items()},
+        args=writer["command"],
+    )
+    assert result.returncode == 0, result.stderr
+    for name, upload in staged.items():
+        assert (dst / name).read_text() == upload["content"], name
+        assert _mode(dst / name) == int(upload["permissions"], 8), name
+    assert _mode(dst / pf.ACCOUNTS_FILE) == 0o600  # the hashes are owner-only on disk
+    assert _mode(dst / pf.TRANSPORT_FILE) == 0o644
+    assert result.stdout.splitlines()[-1].endswith(pf.ACCOUNTS_FILE)  # renamed last: it triggers the reload
+
+
+def test_writer_failure_changes_nothing(tmp_path):
+    dst = tmp_path / "config"
+    dst.mkdir()
+    (dst / pf.VIRTUAL_FILE).write_text("old\n")
+    _, result = _writer(
+        tmp_path,
+        {pf.VIRTUAL_FILE: "new\n", pf.ACCOUNTS_FILE: "x|y\n"},
+        args=[pf.VIRTUAL_FILE, "missing.cf", pf.ACCOUNTS_FILE],
+    )
+    assert result.returncode == 1
+    assert "missing.cf is missing from the staged files" in result.stderr
+    assert "nothing in" in result.stderr and "was changed" in result.stderr
+    assert (dst / pf.VIRTUAL_FILE).read_text() == "old\n"  # staged before, but never renamed into place
+    assert not (dst / pf.ACCOUNTS_FILE).exists()
+    assert sorted(p.name for p in dst.iterdir()) == [pf.VIRTUAL_FILE]  # no temp file left behind
+
+
+def test_writer_stages_files_in_subdirectories(tmp_path):
+    staging = tmp_path / "staging"
+    (staging / "rspamd").mkdir(parents=True)
+    dst, result = _writer(tmp_path, {"rspamd/key.txt": "k\n"}, modes={"rspamd/key.txt": 0o640})
+    assert result.returncode == 0, result.stderr
+    assert (dst / "rspamd" / "key.txt").read_text() == "k\n" and _mode(dst / "rspamd" / "key.txt") == 0o640
+    assert not list((dst / "rspamd").glob(".*"))
 
 
 def test_writer_replaces_files_atomically_in_order(tmp_path):
     dst, result = _writer(tmp_path, {"postfix-transport.cf": "a smtp:[b]:25\n", pf.ACCOUNTS_FILE: "x|y\n"})
     assert result.returncode == 0, result.stderr
     assert (dst / "postfix-transport.cf").read_text() == "a smtp:[b]:25\n"
-    assert oct((dst / pf.ACCOUNTS_FILE).stat().st_mode & 0o777) == "0o644"
     assert result.stdout.splitlines()[-1].endswith(pf.ACCOUNTS_FILE)
     assert not list(dst.glob(".*mailstack-tmp"))
     inode = (dst / pf.ACCOUNTS_FILE).stat().st_ino
