@@ -9,6 +9,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.maildomain import MailDomain, MailDomainArgs
+from components.outputs import stack_outputs
 from components.vpn import WireGuardVpn, WireGuardVpnArgs
 from components.webmail import Webmail, WebmailArgs
 from config.model import StackConfig
@@ -37,12 +38,19 @@ class MailStack(pulumi.ComponentResource):
     """The Webmail components, by mail domain (only domains with ``webmail``)."""
     vpn: WireGuardVpn | None
     """The WireGuard server, when ``mailstack:vpn.enabled``."""
+    config: StackConfig
+    """The validated configuration the stack was built from."""
+    outputs: dict[str, pulumi.Input]
+    """The stack outputs by name (``components.outputs``), for ``__main__.py`` to export."""
 
     def __init__(self, name: str, args: MailStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Declare the network, the pinned images and every mail domain."""
         super().__init__("mailstack:index:MailStack", name, None, opts)
         cfg = args.config
+        self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
+        for warning in cfg.warnings:
+            pulumi.log.warn(warning, resource=self)
         net = cfg.network
         network = docker.Network(
             f"{name}-network",
@@ -107,4 +115,5 @@ class MailStack(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+        self.outputs = stack_outputs(self)
         self.register_outputs({"networkName": self.network_name})

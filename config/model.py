@@ -10,7 +10,7 @@ This module imports nothing from Pulumi: it is plain data, testable in milliseco
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +18,9 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from config import postfix_params
+from config.addresses import Request, allocate, hash_slot
 from config.errors import ConfigError
+from config.memory import Memory, server_key
 from config.rules import WEAK_PASSWORDS, image_problem
 from config.vpn import DEFAULT_IMAGE as VPN_IMAGE
 from config.vpn import VpnConfig, parse_vpn
@@ -117,6 +119,8 @@ class Webmail:
     """Roundcube in front of one domain's server."""
 
     port: int
+    alias: str | None = None
+    """An extra network alias (the original lab calls them ``webmail1``, ``webmail2``)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,8 @@ class Domain:
     bind_address: str
     address: IPv4Address
     """Fixed address of the server on the stack network (stable when other domains come and go)."""
+    pinned_address: IPv4Address | None = None
+    """The address ``address:`` pins, if any (else :attr:`address` comes from ``config.addresses``)."""
     webmail: Webmail | None = None
 
     @property
@@ -197,6 +203,8 @@ class StackConfig:
     """Addresses whose password comes from ``mailstack:passwords`` (the values stay secret elsewhere)."""
     vpn: VpnConfig | None = None
     """The parsed ``mailstack:vpn``, or ``None`` when absent."""
+    warnings: tuple[str, ...] = ()
+    """Things the user should know that do not stop the deployment (shown by the program as warnings)."""
 
     def prefix(self) -> str:
         """Prefix of every Docker object name of this stack (``mailstack-dev``)."""
@@ -276,14 +284,13 @@ def _as_ipv4(value: Any, where: str, problems: _Problems) -> str | None:
 
 
 def static_address(domain: str, network: NetworkConfig) -> IPv4Address:
-    """Fixed address of a domain's server: a hash of the domain name into the static pool.
+    """The hash slot of a domain's server in the static pool (its address when nothing else is there).
 
-    It depends on nothing but the domain and the subnet, so adding or removing another
-    domain never moves it (a moved address would replace the container).
+    It depends on nothing but the domain and the subnet; ``config.addresses`` uses it for servers the
+    stack's memory does not know yet, and the next free address when another server holds it.
     """
     first, last = network.static_pool()
-    digest = int.from_bytes(hashlib.sha256(domain.encode()).digest()[:8], "big")
-    return IPv4Address(first + digest % (last - first + 1))
+    return IPv4Address(hash_slot(domain, first, last))
 
 
 def _parse_network(raw: Any, stack: str, problems: _Problems) -> NetworkConfig:
@@ -408,6 +415,7 @@ def _parse_domain(
     bind = stack_bind
     if "bindAddress" in raw:
         bind = _as_ipv4(raw["bindAddress"], f"{where}.bindAddress", problems) or stack_bind
+    pinned = None
     if "address" in raw:
         address = _as_ipv4(raw["address"], f"{where}.address", problems)
         first, last = network.static_pool()
@@ -417,19 +425,26 @@ def _parse_domain(
                 f"{address} is outside the fixed-address pool {IPv4Address(first)}-{IPv4Address(last)} "
                 f"of {network.subnet} (the rest is Docker's dynamic range): pick one inside it",
             )
-        fixed = IPv4Address(address) if address else static_address(name, network)
-    else:
-        fixed = static_address(name, network)
+        elif address is not None:
+            pinned = IPv4Address(address)
     webmail = None
     if "webmail" in raw and raw["webmail"] is not None:
         wraw = raw["webmail"]
         if not isinstance(wraw, Mapping):
             problems.add(f"{where}.webmail", "must be an object {port}")
         else:
-            _check_keys(wraw, frozenset({"port"}), f"{where}.webmail", problems)
+            _check_keys(wraw, frozenset({"port", "alias"}), f"{where}.webmail", problems)
             port = _as_int(wraw.get("port"), f"{where}.webmail.port", problems, 1, 65535)
+            alias = wraw.get("alias")
+            if alias is not None and (not isinstance(alias, str) or not SERVER_RE.match(alias)):
+                problems.add(
+                    f"{where}.webmail.alias",
+                    f"invalid network alias {alias!r}: use a short lowercase name such as webmail1 "
+                    "(letters, digits, -)",
+                )
+                alias = None
             if port is not None:
-                webmail = Webmail(port=port)
+                webmail = Webmail(port=port, alias=alias)
     return Domain(
         domain=name,
         server=server,
@@ -438,7 +453,8 @@ def _parse_domain(
         users=_parse_users(raw.get("users"), name, where, problems),
         aliases=(),
         bind_address=bind,
-        address=fixed,
+        address=pinned or static_address(name, network),
+        pinned_address=pinned,
         webmail=webmail,
     )
 
@@ -490,7 +506,6 @@ def _check_unique(domains: list[Domain], problems: _Problems) -> None:
     seen_domain: dict[str, int] = {}
     seen_server: dict[str, str] = {}
     seen_host: dict[str, str] = {}
-    seen_addr: dict[IPv4Address, str] = {}
     mail_domains = {d.domain for d in domains}
     for i, d in enumerate(domains):
         where = f"mailstack:domains[{i}] ({d.domain})"
@@ -517,13 +532,50 @@ def _check_unique(domains: list[Domain], problems: _Problems) -> None:
                 "hostname bounce mail as 'loops back to myself'",
             )
         seen_host.setdefault(d.hostname, d.domain)
-        if d.address in seen_addr:
-            problems.add(
-                f"{where}.address",
-                f"fixed address {d.address} is also taken by {seen_addr[d.address]}: pin a free address "
-                "with `address:` on one of them",
-            )
-        seen_addr.setdefault(d.address, d.domain)
+
+
+def _check_aliases(domains: list[Domain], vpn_alias: str | None, problems: _Problems) -> None:
+    """Every network alias of the stack names one container (Docker DNS round-robins a shared alias)."""
+    owners: dict[str, str] = {}
+    if vpn_alias:
+        owners[vpn_alias] = "the VPN"
+    for d in domains:
+        for alias in (d.server, d.hostname):
+            owners.setdefault(alias, f"the server of {d.domain}")
+    for i, d in enumerate(domains):
+        if d.webmail is None:
+            continue
+        for alias, item in ((f"webmail-{d.server}", None), (d.webmail.alias, "webmail.alias")):
+            if alias is None:
+                continue
+            owner = owners.get(alias)
+            if owner is not None and item is not None:
+                problems.add(
+                    f"mailstack:domains[{i}] ({d.domain}).{item}",
+                    f"network alias {alias} is already used by {owner}: aliases must be unique "
+                    "across the stack (Docker DNS would round-robin a shared alias)",
+                )
+            owners.setdefault(alias, f"the webmail of {d.domain}")
+
+
+def _allocate_addresses(
+    domains: list[Domain], network: NetworkConfig, memory: Memory, problems: _Problems
+) -> list[Domain]:
+    """Give every server its fixed address from the pins, the memory and the hash slots."""
+    requests = [
+        Request(server_key(d.domain), d.domain, f"mailstack:domains[{i}] ({d.domain})", d.pinned_address)
+        for i, d in enumerate(domains)
+    ]
+    remembered = memory.addresses if memory.found else None
+    addresses, found = allocate(requests, network.static_pool(), remembered)
+    for where, message in found:
+        problems.add(where, message)
+    return [
+        dataclasses.replace(d, address=addresses[server_key(d.domain)])
+        if server_key(d.domain) in addresses
+        else d
+        for d in domains
+    ]
 
 
 def all_host_ports(
@@ -661,13 +713,21 @@ def _check_passwords(
     return frozenset(explicit)
 
 
-def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] | None = None) -> StackConfig:
+def load_stack(
+    stack: str,
+    raw: Mapping[str, Any],
+    passwords: Mapping[str, Any] | None = None,
+    memory: Memory | None = None,
+) -> StackConfig:
     """Validate the raw ``mailstack:*`` configuration of ``stack`` and build the model.
 
     ``raw`` maps keys without the namespace (``domains``, ``bindAddress``...) to their
     parsed values. ``passwords`` is the secret ``mailstack:passwords`` map; it is only
-    checked here, its values never enter the model. Raises ``ConfigError`` listing every problem.
+    checked here, its values never enter the model. ``memory`` is what the stack's last
+    completed update remembered (``config.memory``); without one, addresses follow the plain
+    hash rule. Raises ``ConfigError`` listing every problem.
     """
+    memory = memory or Memory()
     problems = _Problems()
     for key in sorted(set(raw) - TOP_LEVEL_KEYS):
         problems.add(f"mailstack:{key}", f"unknown configuration key{_closest(key, TOP_LEVEL_KEYS)}")
@@ -726,6 +786,7 @@ def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] 
             usable_raw.append(item)
     _check_unique(domains, problems)
     domains = _parse_aliases(usable_raw, domains, problems)
+    domains = _allocate_addresses(domains, network, memory, problems)
 
     vpn = None
     extra_ports: list[tuple[str, HostPort]] = []
@@ -740,6 +801,7 @@ def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] 
                     ("mailstack:vpn.port", HostPort("vpn", vpn.port, 51820, vpn.bind_address, "udp"))
                 )
     _check_ports(all_host_ports(domains, extra_ports), problems)
+    _check_aliases(domains, "vpn" if vpn is not None and vpn.enabled else None, problems)
 
     users = [u for d in domains for u in d.users]
     explicit = _check_passwords(passwords, users, production, problems)
@@ -765,4 +827,5 @@ def load_stack(stack: str, raw: Mapping[str, Any], passwords: Mapping[str, Any] 
         certificates_path=certificates_path,
         explicit_passwords=explicit,
         vpn=vpn,
+        warnings=memory.notes,
     )

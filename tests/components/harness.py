@@ -122,9 +122,14 @@ class StackMocks(pulumi.runtime.Mocks):
     ``(exit code, output)`` the provider would record for it; every other one exits 0.
     """
 
-    def __init__(self, exits: dict[str, tuple[int, str]] | None = None) -> None:
+    def __init__(
+        self, exits: dict[str, tuple[int, str]] | None = None, stack_outputs: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.exits = dict(exits or {})
+        self.stack_outputs = dict(stack_outputs or {})
+        """What the stack's last completed update exported (its ``memory`` above all)."""
+        self.calls: list[tuple[str, dict]] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
@@ -146,7 +151,15 @@ class StackMocks(pulumi.runtime.Mocks):
         return f"{args.name}_id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
-        return {}, None
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            # the engine answers with the outputs of the stack's last completed update
+            return {
+                "name": args.args["name"],
+                "outputs": self.stack_outputs,
+                "secretOutputNames": sorted(self.stack_outputs),
+            }, []
+        raise NotImplementedError(f"no mock for the function {args.token}")
 
 
 class RecordingMonitor(pmocks.MockMonitor):
@@ -197,7 +210,9 @@ def run_program(
     """Run ``__main__.py`` once under mocks with ``config`` as the stack configuration."""
     mocks = mocks or StackMocks()
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="mailstack", stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        mocks, project="mailstack", stack=stack, preview=preview, monitor=monitor, organization="organization"
+    )
     pulumi.runtime.set_all_config(config_map(copy.deepcopy(config)), secret_keys=list(secret_keys))
 
     program = monitor.program

@@ -209,6 +209,11 @@ def test_two_runs_identical_inputs(make):
     first, second = run(make()), run(make())
     assert sorted(_snapshot(first)) == sorted(_snapshot(second))
     assert repr(first.outputs) == repr(second.outputs)
+    # with the memory the first run left: the same inputs again, on every later run
+    remembered = first.outputs["memory"]
+    third, fourth = run(make(), memory=remembered), run(make(), memory=remembered)
+    assert sorted(_snapshot(third)) == sorted(_snapshot(fourth)) == sorted(_snapshot(first))
+    assert repr(third.outputs) == repr(fourth.outputs) == repr(first.outputs)
 
 
 def test_bad_config_fails_before_any_resource():

@@ -70,7 +70,8 @@ def test_address_collision_asks_to_pin(dev_raw):
     cfg = load_stack("dev", dev_raw)
     dev_raw["domains"][1]["address"] = str(static_address("example1.local", cfg.network))
     msg = one_problem(dev_raw)
-    assert "domains[1] (example2.local).address" in msg and "pin a free address" in msg
+    assert "domains[1] (example2.local).address" in msg and "pin another, free address" in msg
+    assert "where mailstack:domains[0] (example1.local) sits" in msg
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,85 @@
+"""The stack's memory: what the last completed update decided, read back so that nothing moves.
+
+Some choices cannot be a pure function of the configuration alone without either moving things
+or refusing configurations: a server's fixed address is one (a hash of the domain into the
+static pool keeps every address stable, but two domains can collide, and filling a small pool
+needs to know who was there first). The program therefore exports a versioned, secret stack
+output (:data:`OUTPUT`) and reads it back at the start of the next run, through a reference to
+its own stack, which answers with the outputs of the last *completed* update (a failed ``up``
+leaves them as they were). Every decision is then a deterministic function of (memory,
+configuration).
+
+The memory is an optimisation of stability, never a source of truth for correctness: a missing,
+unreadable, newer or tampered memory only costs what the plain rules give (see
+``config.addresses``), and the next update writes a fresh one. It is secret because later
+entries (account hashes) are; nothing in it is needed to rebuild the stack.
+
+Plain data only (no Pulumi import): ``components/memory.py`` reads and exports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any
+
+OUTPUT = "memory"
+"""Name of the stack output that carries the memory."""
+
+SCHEMA = 1
+"""Version of the memory's layout; a memory of another version is ignored (and rewritten)."""
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the stack remembers from its last completed update."""
+
+    found: bool = False
+    """Whether a usable memory was read (``False``: none yet, or one this version cannot read)."""
+    addresses: Mapping[str, IPv4Address] = field(default_factory=dict)
+    """Fixed addresses on the stack network by key (``server:<domain>``)."""
+    notes: tuple[str, ...] = ()
+    """Why (part of) a memory that was found was not used; shown as warnings."""
+
+
+def server_key(domain: str) -> str:
+    """Memory key of a domain's mail server address."""
+    return f"server:{domain}"
+
+
+def parse(raw: Any) -> Memory:
+    """Read a memory as exported by :func:`render`; anything unusable is dropped, with a note.
+
+    ``raw`` is the output's value (``None`` when the stack has none yet: a first deployment, or
+    a stack deployed before mailstack had a memory).
+    """
+    if raw is None:
+        return Memory()
+    if not isinstance(raw, Mapping):
+        return Memory(notes=("the stack's memory output is not an object; ignored (it is rewritten on up)",))
+    schema = raw.get("schema")
+    if schema != SCHEMA:
+        return Memory(
+            notes=(
+                f"the stack's memory has layout version {schema!r}, this mailstack reads {SCHEMA}; "
+                "ignored (it is rewritten on up)",
+            )
+        )
+    notes: list[str] = []
+    addresses: dict[str, IPv4Address] = {}
+    entries = raw.get("addresses", {})
+    if not isinstance(entries, Mapping):
+        notes.append("the stack's memory has no usable addresses; ignored")
+        entries = {}
+    for key, value in entries.items():
+        try:
+            addresses[str(key)] = IPv4Address(str(value))
+        except ValueError:
+            notes.append(f"the stack's memory holds an invalid address for {key!r}; ignored")
+    return Memory(found=True, addresses=addresses, notes=tuple(notes))
+
+
+def render(addresses: Mapping[str, IPv4Address]) -> dict[str, Any]:
+    """The memory output's value for this run's decisions (sorted keys: byte-identical when unchanged)."""
+    return {"schema": SCHEMA, "addresses": {k: str(addresses[k]) for k in sorted(addresses)}}
