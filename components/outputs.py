@@ -74,9 +74,7 @@ def stack_outputs(mail: MailStack) -> dict[str, Any]:
                 lambda accounts: {
                     "schema": VERIFY_SCHEMA,
                     "stack": cfg.stack,
-                    "domains": [
-                        verify_target(cfg, d, a) for d, a in zip(cfg.domains, accounts, strict=True)
-                    ],
+                    "domains": [verify_target(cfg, d, a) for d, a in zip(cfg.domains, accounts, strict=True)],
                 }
             )
         ),

@@ -103,7 +103,11 @@ class Webmail(pulumi.ComponentResource):
             volumes=[docker.ContainerVolumeArgs(volume_name=db_volume.name, container_path=rc.DB_DIR)],
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
-                    name=args.network_name, aliases=[f"webmail-{domain.server}"]
+                    name=args.network_name,
+                    aliases=[
+                        f"webmail-{domain.server}",
+                        *([domain.webmail.alias] if domain.webmail.alias else []),
+                    ],
                 )
             ],
             healthcheck=healthcheck(

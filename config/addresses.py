@@ -9,7 +9,8 @@ of the configuration and the stack's memory (``config.memory``):
 2. otherwise the address remembered from the last completed update is kept;
 3. otherwise the container takes its hash slot (a hash of its name into the pool, the rule
    mailstack used before it had a memory), or, when that is taken, the next free address
-   after it (wrapping around); new containers are placed in sorted key order.
+   after it (wrapping around); new containers are placed in configuration order, so a domain added
+   at the end never takes the place of one that was there before.
 
 Without a memory this is exactly the plain hash for every container whose slot is free, so a
 stack deployed before the memory existed moves nothing. With it, no container ever moves
@@ -51,7 +52,8 @@ def allocate(
 
     ``remembered`` is the memory's addresses, or ``None`` when the stack has no (usable) memory: then
     each unpinned container is assumed to sit at its hash slot, as mailstack placed it before it had
-    a memory, so that a pin never takes such an address either.
+    a memory, so that a pin never takes such an address either. ``requests`` come in configuration
+    order, which decides who gets a contested slot first.
 
     A problem is ``(config item, message)``: two pins on one address, a pin on the address another
     container keeps (it would have to move), or more requests than the pool holds.
@@ -61,7 +63,7 @@ def allocate(
     requests = list(requests)
     if remembered is None:
         remembered = {}
-        for req in sorted((r for r in requests if r.pinned is None), key=lambda r: r.key):
+        for req in (r for r in requests if r.pinned is None):
             slot = IPv4Address(hash_slot(req.name, first, last))
             if slot not in remembered.values():
                 remembered[req.key] = slot
@@ -93,7 +95,7 @@ def allocate(
         taken[int(req.pinned)] = req
         result[req.key] = req.pinned
 
-    for req in sorted((r for r in requests if r.pinned is None), key=lambda r: r.key):
+    for req in (r for r in requests if r.pinned is None):
         address = remembered.get(req.key)
         if address is None or not first <= int(address) <= last:
             continue
@@ -107,11 +109,11 @@ def allocate(
                         "that container): pin another, free address",
                     )
                 )
-            continue  # a tampered memory naming one address twice: the first key keeps it
+            continue  # a tampered memory naming one address twice: the first in the configuration keeps it
         taken[int(address)] = req
         result[req.key] = address
 
-    for req in sorted((r for r in requests if r.key not in result and r.pinned is None), key=lambda r: r.key):
+    for req in (r for r in requests if r.key not in result and r.pinned is None):
         slot = hash_slot(req.name, first, last)
         for step in range(size):
             candidate = first + (slot - first + step) % size

@@ -535,27 +535,30 @@ def _check_unique(domains: list[Domain], problems: _Problems) -> None:
 
 
 def _check_aliases(domains: list[Domain], vpn_alias: str | None, problems: _Problems) -> None:
-    """Every network alias of the stack names one container (Docker DNS round-robins a shared alias)."""
+    """Every network alias of the stack names one container (Docker DNS round-robins a shared alias).
+
+    The aliases mailstack sets itself (servers, hostnames, ``webmail-<server>``, ``vpn``) come first;
+    a ``webmail.alias`` that repeats one of them, or an earlier ``webmail.alias``, is reported.
+    """
     owners: dict[str, str] = {}
     if vpn_alias:
         owners[vpn_alias] = "the VPN"
     for d in domains:
         for alias in (d.server, d.hostname):
             owners.setdefault(alias, f"the server of {d.domain}")
+        if d.webmail is not None:
+            owners.setdefault(f"webmail-{d.server}", f"the webmail of {d.domain}")
     for i, d in enumerate(domains):
-        if d.webmail is None:
+        alias = d.webmail.alias if d.webmail is not None else None
+        if alias is None:
             continue
-        for alias, item in ((f"webmail-{d.server}", None), (d.webmail.alias, "webmail.alias")):
-            if alias is None:
-                continue
-            owner = owners.get(alias)
-            if owner is not None and item is not None:
-                problems.add(
-                    f"mailstack:domains[{i}] ({d.domain}).{item}",
-                    f"network alias {alias} is already used by {owner}: aliases must be unique "
-                    "across the stack (Docker DNS would round-robin a shared alias)",
-                )
-            owners.setdefault(alias, f"the webmail of {d.domain}")
+        if alias in owners:
+            problems.add(
+                f"mailstack:domains[{i}] ({d.domain}).webmail.alias",
+                f"network alias {alias} is already used by {owners[alias]}: aliases must be unique "
+                "across the stack (Docker DNS would round-robin a shared alias)",
+            )
+        owners.setdefault(alias, f"the webmail of {d.domain}")
 
 
 def _allocate_addresses(

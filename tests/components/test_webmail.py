@@ -55,7 +55,8 @@ def test_dev_has_the_original_labs_webmails(dev_program):
         assert inputs["ports"] == [{"internal": 80, "external": port, "ip": "127.0.0.1"}]
         (net,) = inputs["networksAdvanced"]
         assert net["name"] == "mailstack-dev"
-        assert net["aliases"] == [f"webmail-{server}"]
+        # the lab's own names: webmail1 for mta1, webmail2 for mta2 (and webmail-<server> always)
+        assert net["aliases"] == [f"webmail-{server}", {"mta1": "webmail1", "mta2": "webmail2"}[server]]
         assert "ipv4Address" not in net  # dynamic range, never a server's fixed address
         assert labels_of(reg) == {
             "mailstack.stack": "dev",

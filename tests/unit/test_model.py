@@ -232,3 +232,38 @@ def test_vpn_port_is_udp_and_checked_against_the_stack(dev_raw):
     dev_raw["vpn"]["subnet"] = "172.28.5.0/24"  # inside the mail network
     msg = one_problem(dev_raw)
     assert "mailstack:vpn.subnet" in msg and "overlaps" in msg
+
+
+def test_webmail_alias_is_parsed(dev_raw):
+    dev_raw["domains"][0]["webmail"] = {"port": 8081, "alias": "webmail1"}
+    assert load_stack("dev", dev_raw).domains[0].webmail.alias == "webmail1"
+    dev_raw["domains"][0]["webmail"] = {"port": 8081}
+    assert load_stack("dev", dev_raw).domains[0].webmail.alias is None
+
+
+@pytest.mark.parametrize(
+    ("alias", "taken_by"),
+    [
+        ("mta2", "the server of example2.local"),
+        ("mail.example2.local", None),  # not a valid short alias at all
+        ("webmail-mta2", "the webmail of example2.local"),
+        ("vpn", "the VPN"),
+    ],
+)
+def test_webmail_alias_must_be_unique_across_the_stack(dev_raw, alias, taken_by):
+    dev_raw["domains"][0]["webmail"] = {"port": 8081, "alias": alias}
+    dev_raw["domains"][1]["webmail"] = {"port": 8082, "alias": "webmail2"}
+    dev_raw["vpn"] = {"enabled": True, "endpoint": "localhost", "peers": ["peer1"]}
+    msg = one_problem(dev_raw)
+    assert msg.startswith("mailstack:domains[0] (example1.local).webmail.alias: ")
+    if taken_by is None:
+        assert "invalid network alias" in msg
+    else:
+        assert f"network alias {alias} is already used by {taken_by}" in msg
+
+
+def test_webmail_alias_of_the_second_domain_is_reported_where_it_is(dev_raw):
+    dev_raw["domains"][0]["webmail"] = {"port": 8081, "alias": "webmail"}
+    dev_raw["domains"][1]["webmail"] = {"port": 8082, "alias": "webmail"}
+    msg = one_problem(dev_raw)
+    assert msg.startswith("mailstack:domains[1] (example2.local).webmail.alias: network alias webmail")
