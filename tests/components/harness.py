@@ -210,6 +210,8 @@ def run_program(
     """Run ``__main__.py`` once under mocks with ``config`` as the stack configuration."""
     mocks = mocks or StackMocks()
     monitor = RecordingMonitor(mocks)
+    # A fresh root stack per run: set_mocks keeps an existing root, whose outputs would pile up across runs.
+    psettings.ROOT.set(None)
     pulumi.runtime.set_mocks(
         mocks, project="mailstack", stack=stack, preview=preview, monitor=monitor, organization="organization"
     )
