@@ -40,6 +40,9 @@ fail() {{
 # 1. stage every file beside its target, with the permissions of its upload (accounts: 0600)
 for name in "$@"; do
   tmp="$(tmp_of "$name")"
+  if [ -e "$dst/$name" ] && [ ! -f "$dst/$name" ]; then
+    fail "$dst/$name is not a regular file: remove it"
+  fi
   mode="$(stat -c %a "$src/$name" 2>/dev/null)" || fail "$name is missing from the staged files"
   mkdir -p "$(dirname "$tmp")" && install -m "$mode" "$src/$name" "$tmp" || fail "could not stage $name"
   staged+=("$tmp")

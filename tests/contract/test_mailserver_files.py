@@ -200,6 +200,18 @@ def test_writer_failure_changes_nothing(tmp_path):
     assert sorted(p.name for p in dst.iterdir()) == [pf.VIRTUAL_FILE]  # no temp file left behind
 
 
+def test_writer_refuses_a_directory_where_a_file_belongs(tmp_path):
+    dst = tmp_path / "config"
+    (dst / pf.VIRTUAL_FILE).mkdir(parents=True)
+    _, result = _writer(tmp_path, {pf.QUOTAS_FILE: "q\n", pf.VIRTUAL_FILE: "v\n", pf.ACCOUNTS_FILE: "x|y\n"})
+    assert result.returncode == 1
+    assert (
+        f"{dst}/{pf.VIRTUAL_FILE} is not a regular file: remove it; nothing in {dst} was changed"
+        in result.stderr
+    )
+    assert sorted(p.name for p in dst.iterdir()) == [pf.VIRTUAL_FILE]  # the quotas file was never renamed in
+
+
 def test_writer_stages_files_in_subdirectories(tmp_path):
     staging = tmp_path / "staging"
     (staging / "rspamd").mkdir(parents=True)

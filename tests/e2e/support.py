@@ -472,6 +472,10 @@ CHANGED_USER = "user3@example2.local"
 ALIAS = "info@example2.local"
 """The alias the change step adds; it forwards to ``ALIAS_TARGET``."""
 ALIAS_TARGET = "user3@example2.local"
+WRITER_USER = "user6@example2.local"
+"""The account the broken-writer step adds, so that example2.local's config writer runs again."""
+OBSTACLE = "postfix-virtual.cf"
+"""The file of the config volume the broken-writer step replaces with a directory, which the writer refuses."""
 SERVICES = ("smtp", "submission", "imap")
 PORTS_NEEDED = len(DOMAINS) * len(SERVICES) + 1
 """Host ports of the e2e stack: three per domain and the webmail."""
@@ -505,6 +509,8 @@ class Plan:
     new_user_password: Secret
     changed_password: Secret
     """The replacement password of ``CHANGED_USER``."""
+    writer_user_password: Secret
+    """The password of ``WRITER_USER``."""
 
     @property
     def network_name(self) -> str:
@@ -515,9 +521,9 @@ class Plan:
         """Docker name of a mail server container (``mailstack-<stack>-mta1``)."""
         return f"mailstack-{self.stack}-{server}"
 
-    def raw_config(self, *, changed: bool = False) -> dict[str, Any]:
+    def raw_config(self, *, changed: bool = False, writer_user: bool = False) -> dict[str, Any]:
         """The ``mailstack:*`` configuration (keys without the namespace, passwords apart), before or after
-        the change step."""
+        the change step (and with ``WRITER_USER``, after the broken-writer step)."""
         domains: list[dict[str, Any]] = []
         for spec, ports in zip(DOMAINS, self.ports, strict=True):
             users: list[dict[str, Any]] = [{"name": u, "quota": "1G"} for u in spec.users]
@@ -536,6 +542,8 @@ class Plan:
                 alias_local, alias_domain = ALIAS.split("@")
                 if alias_domain == spec.domain:
                     entry["aliases"] = {alias_local: [ALIAS_TARGET]}
+            if writer_user and WRITER_USER.endswith(f"@{spec.domain}"):
+                users.append({"name": WRITER_USER.split("@")[0], "quota": NEW_USER_QUOTA})
             domains.append(entry)
         return {
             "bindAddress": "127.0.0.1",
@@ -571,6 +579,7 @@ def make_plan(
         passwords=passwords,
         new_user_password=new_password(rng),
         changed_password=new_password(rng),
+        writer_user_password=new_password(rng),
     )
 
 
@@ -673,6 +682,23 @@ def change_entries(plan: Plan) -> list[ConfigEntry]:
     old, new = plan.account_passwords(), plan.account_passwords(changed=True)
     entries += [ConfigEntry(password_key(a), s) for a, s in new.items() if old.get(a) != s]
     return entries
+
+
+def writer_user_entries(plan: Plan) -> list[ConfigEntry]:
+    """The entries of the broken-writer step (after the change step): ``WRITER_USER`` and its password."""
+    before = flatten_config(NAMESPACE, plan.raw_config(changed=True))
+    after = flatten_config(NAMESPACE, plan.raw_config(changed=True, writer_user=True))
+    entries = [ConfigEntry(k, v) for k, v in config_delta(before, after).items()]
+    return [*entries, ConfigEntry(password_key(WRITER_USER), plan.writer_user_password)]
+
+
+RETRY_RE = re.compile(r"pulumi up --stack (?P<stack>\S+) --replace '(?P<urn>urn:pulumi:[^']+)'")
+
+
+def retry_command(text: str) -> tuple[str, str] | None:
+    """``(stack, writer urn)`` of the retry command a failed config write prints, or ``None``."""
+    match = RETRY_RE.search(text)
+    return (match["stack"], match["urn"]) if match else None
 
 
 # -------------------------------------------------------------------------- deadline for Pulumi calls
@@ -904,6 +930,27 @@ def volume_reader(volume: str, image: str, name: str, program: str, *args: str) 
         program,
         image,
         *args,
+    ]
+
+
+def volume_shell(volume: str, image: str, name: str, script: str) -> list[str]:
+    """``docker run`` of ``sh -c script`` in a throwaway, network-less container of ``image`` with ``volume``
+    mounted read-write at ``/c`` (to break or mend a config volume on purpose)."""
+    return [
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--volume",
+        f"{volume}:/c",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        script,
     ]
 
 

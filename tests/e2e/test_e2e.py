@@ -9,9 +9,14 @@ The tests run in file order against one deployment (the module fixture ``deploym
    any mail server container or volume;
 7. the new user can log in within seconds, 8. the changed password replaced the old one,
 9. the new user and the new alias receive mail (these messages are kept);
-10. the check passes again; 11. the policy pack runs on preview and flags the unprotected data volumes;
-12. ``destroy`` removes the containers and the network and keeps the data volumes;
-13. the retained mail volumes hold the messages of step 9.
+10. the check passes again;
+11. a config writer broken on purpose (a directory where a config file belongs) stops ``up`` with the
+    error that names the server and gives the retry command, the running server untouched; a plain
+    ``up`` stops the same way; once the obstacle is gone the printed ``--replace`` command recovers and
+    the added user logs in, still without replacing the server;
+12. the policy pack runs on preview and flags the unprotected data volumes;
+13. ``destroy`` removes the containers and the network and keeps the data volumes;
+14. the retained mail volumes hold the messages of step 9.
 
 A test that builds on an earlier step is skipped, naming the step, when that step failed.
 """
@@ -23,6 +28,7 @@ import smtplib
 import time
 
 import pytest
+from pulumi import automation as auto
 
 from config.model import DEFAULT_IMAGES
 from tests.e2e import support
@@ -33,8 +39,10 @@ from tests.e2e.support import (
     CHANGED_USER,
     DOMAINS,
     NEW_USER,
+    OBSTACLE,
     PROJECT_DIR,
     WEBMAIL_DOMAIN,
+    WRITER_USER,
 )
 from tools import verify
 
@@ -241,6 +249,74 @@ def test_new_user_and_alias_receive_mail(deployment: Deployment) -> None:
 def test_mail_still_flows_after_the_change(deployment: Deployment) -> None:
     deployment.require("change")
     _run_check(deployment, "after the account change")
+
+
+def _failing_up(dep: Deployment, what: str) -> str:
+    """Run ``pulumi up`` that must fail; return its error text (the test fails if it succeeds)."""
+    dep.say(f"{what} (must fail) ...")
+    try:
+        with support.deadline(dep.timeouts.pulumi, what, dep.say):
+            dep.stack.up(on_output=dep.say, color="never")
+    except auto.errors.CommandError as exc:
+        return str(exc)
+    except support.DeadlineExceeded as exc:
+        pytest.fail(f"{exc} (raise {support.Timeouts.ENV['pulumi']} on a slow machine)", pytrace=False)
+    pytest.fail(f"{what} succeeded, although the config writer cannot write", pytrace=False)
+
+
+def test_a_failed_config_write_stops_safely_and_the_printed_command_recovers(deployment: Deployment) -> None:
+    dep = deployment
+    dep.require("change")
+    spec = next(d for d in DOMAINS if WRITER_USER.endswith(f"@{d.domain}"))
+    volume = dep.volumes[spec.domain]["config"]
+    image = DEFAULT_IMAGES["mailserver"]
+    helper = f"mailstack-{dep.plan.stack}-config-breaker"
+    before = dep.server_identities()[spec.server]
+    assert before is not None, f"{spec.server} is not running before the step"
+
+    def shell(script: str, why: str) -> None:
+        result = dep.run(support.volume_shell(volume, image, helper, script), dep.timeouts.docker_info * 4)
+        assert result.ok, f"could not {why} in {volume}: {result.reason()}"
+
+    with dep.step("writer-recovered"):
+        shell(f"rm -f /c/{OBSTACLE} && mkdir /c/{OBSTACLE}", f"put a directory in place of {OBSTACLE}")
+        dep.set_config(support.writer_user_entries(dep.plan))
+        error = _failing_up(dep, f"pulumi up adding {WRITER_USER} with {spec.server}'s config volume broken")
+        expected = f"the config writer of {spec.server} ({spec.domain}) exited with status 1"
+        assert expected in error, f"the error does not say {expected!r}:\n{error[-3000:]}"
+        assert f"{OBSTACLE} is not a regular file" in error, (
+            f"the writer's output is not quoted:\n{error[-3000:]}"
+        )
+        assert "a running server keeps its previous configuration" in error
+        retry = support.retry_command(error)
+        assert retry is not None, f"no `pulumi up --stack ... --replace '<urn>'` command in:\n{error[-3000:]}"
+        stack_name, urn = retry
+        assert stack_name == dep.plan.stack and urn.endswith(f"::{spec.domain}-config-writer"), retry
+        after = dep.server_identities()[spec.server]
+        assert after is not None and (after.id, after.started_at, after.restart_count) == (
+            before.id,
+            before.started_at,
+            before.restart_count,
+        ), f"{spec.server} was touched by the failed up: {before.describe()} -> {after}"
+        # the failed writer stays in the state as created: a plain up stops the same way
+        again = _failing_up(dep, "a plain pulumi up again")
+        assert support.retry_command(again) == retry, "a plain up did not stop with the same retry command"
+        shell(f"rmdir /c/{OBSTACLE}", f"remove the directory {OBSTACLE}")
+        dep.pulumi(f"pulumi up --replace '{urn}' (the printed recovery)", dep.stack.up, replace=[urn])
+    now = dep.server_identities()[spec.server]
+    assert now is not None and (now.id, now.started_at, now.restart_count) == (
+        before.id,
+        before.started_at,
+        before.restart_count,
+    ), f"{spec.server} was replaced or restarted by the recovery: {before.describe()} -> {now}"
+    password = dep.plan.writer_user_password
+    ok, _, reason = support.poll(
+        lambda: support.imap_login_problem(HOST, _ports(dep, WRITER_USER)["imap"], WRITER_USER, password),
+        dep.timeouts.login,
+        say=dep.say,
+        what=f"IMAP login of {WRITER_USER} after the recovery",
+    )
+    assert ok, f"{WRITER_USER} cannot log in after the recovery: {reason}"
 
 
 def test_policy_pack_runs_on_preview(deployment: Deployment) -> None:

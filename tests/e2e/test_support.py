@@ -479,6 +479,43 @@ def test_change_entries_add_a_user_an_alias_and_two_passwords_only() -> None:
     )
 
 
+def test_writer_user_entries_add_one_user_of_the_second_domain_and_its_password() -> None:
+    p = plan()
+    entries = support.writer_user_entries(p)
+    assert [(e.key, e.secret) for e in entries] == [
+        ("mailstack:domains[1].users[2].name", False),
+        ("mailstack:domains[1].users[2].quota", False),
+        ('mailstack:passwords["user6@example2.local"]', True),
+    ]
+    raw, passwords = _config_from_entries(support.initial_entries(p), support.change_entries(p), entries)
+    assert raw == p.raw_config(changed=True, writer_user=True)
+    cfg = load_stack(p.stack, raw, passwords)
+    assert support.WRITER_USER in [u.address for u in cfg.domains[1].users]
+    assert passwords[support.WRITER_USER] == p.writer_user_password.reveal()
+
+
+def test_retry_command_is_read_from_the_programs_own_error_text() -> None:
+    from components.maildomain import writer_failure
+
+    urn = (
+        "urn:pulumi:e2e-0badcafe::mailstack::mailstack:index:MailStack$mailstack:index:MailDomain"
+        "$docker:index/container:Container::example2.local-config-writer"
+    )
+    text = writer_failure(
+        "e2e-0badcafe", "mta2", "example2.local", "mailstack-e2e-0badcafe-mta2", 1, "x\n", urn
+    )
+    wrapped = f"error: Running program failed:\n{text}\n\nstderr: ..."
+    assert support.retry_command(wrapped) == ("e2e-0badcafe", urn)
+    assert support.retry_command("error: something else") is None
+
+
+def test_volume_shell_mounts_the_volume_read_write_without_network() -> None:
+    argv = support.volume_shell("vol", "img:1", "helper", "mkdir /c/x")
+    assert argv[:3] == ["docker", "run", "--rm"]
+    assert argv[argv.index("--volume") + 1] == "vol:/c" and argv[argv.index("--network") + 1] == "none"
+    assert argv[argv.index("--entrypoint") + 1] == "sh" and argv[-3:] == ["img:1", "-c", "mkdir /c/x"]
+
+
 def test_only_passwords_are_secret_and_no_plain_value_holds_one() -> None:
     p = plan()
     entries = support.initial_entries(p) + support.change_entries(p)
