@@ -59,7 +59,7 @@ volume as it was; each file keeps its upload's permissions; the last argument's 
 
 MAILSERVER_STOP_SECONDS = 60
 HEALTH_START_PERIOD_SECONDS = 150
-"""Covers docker-mailserver's start, which waits up to 120 s for an account (image-contracts.md A6)."""
+"""Covers docker-mailserver's start, which waits up to 120 s for an account (docs/upstream.md, "Start-up")."""
 HEALTH_WAIT_TIMEOUT_SECONDS = 300
 """How long Pulumi waits for the server to become healthy; longer than the start period."""
 

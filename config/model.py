@@ -25,7 +25,7 @@ from config.rules import WEAK_PASSWORDS, image_problem
 from config.vpn import DEFAULT_IMAGE as VPN_IMAGE
 from config.vpn import VpnConfig, parse_vpn
 
-# Pinned default images. Never ``latest``/``edge`` (image-contracts.md A1, B, C).
+# Pinned default images. Never ``latest``/``edge``: those tags move (docs/upstream.md, "Image tags").
 DEFAULT_IMAGES: dict[str, str] = {
     "mailserver": "docker.io/mailserver/docker-mailserver:15.1.0",
     "webmail": "docker.io/roundcube/roundcubemail:1.6.16-apache",
@@ -33,7 +33,7 @@ DEFAULT_IMAGES: dict[str, str] = {
 }
 
 QUOTA_RE = re.compile(r"^([0-9]+(B|k|M|G|T)|0)$")
-"""Quota syntax accepted by docker-mailserver's ``setquota`` (image-contracts.md A4)."""
+"""Quota syntax accepted by docker-mailserver's ``setquota`` (v15.1.0 ``target/bin/setquota``)."""
 
 DOMAIN_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 SERVER_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
@@ -71,7 +71,7 @@ DOMAIN_KEYS = frozenset(
 PORT_KEYS = ("smtp", "submission", "imap", "pop3")
 REQUIRED_PORT_KEYS = ("smtp", "submission", "imap")
 CONTAINER_PORTS: dict[str, int] = {"smtp": 25, "submission": 587, "imap": 143, "pop3": 110}
-"""Container-side port of each published mail service (image-contracts.md A7)."""
+"""Container-side port of each published mail service (v15.1.0 ``target/postfix/master.cf``, Dovecot)."""
 
 
 @dataclass(frozen=True)

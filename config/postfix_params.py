@@ -67,7 +67,7 @@ DMS_DEFINED_PARAMETERS: frozenset[str] = frozenset(
         "mua_sender_restrictions",
     }
 )
-"""Custom ``$``-parameters that docker-mailserver 15.1.0's own main.cf defines (image-contracts.md A9)."""
+"""Custom ``$``-parameters that docker-mailserver 15.1.0's own main.cf defines (``target/postfix/main.cf``)."""
 
 KNOWN_PARAMETERS: frozenset[str] = POSTCONF_DEFAULT_PARAMETERS | DMS_DEFINED_PARAMETERS
 """Every parameter name a main.cf of docker-mailserver 15.1.0 may set by that exact name."""

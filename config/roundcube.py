@@ -2,7 +2,7 @@
 
 Two pure renderers: :func:`webmail_env` gives the container environment the image's entrypoint
 turns into ``config.docker.inc.php``, and :func:`render_config_php` gives the extra PHP file the
-entrypoint includes after it (every ``/var/roundcube/config/*.php``, image-contracts.md B).
+entrypoint includes after it (every ``/var/roundcube/config/*.php``; docs/upstream.md, "Roundcube").
 
 Facts of the pinned image (roundcubemail-docker at the 1.6.16 build, ``apache/docker-entrypoint.sh``):
 

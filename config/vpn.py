@@ -2,7 +2,7 @@
 
 Pure Python (no Pulumi). The server runs linuxserver/wireguard in *client mode* (``PEERS`` unset), so
 the image brings up the ``wg0.conf`` mailstack generates instead of generating or overwriting its own
-(see /work/shared/reference/image-contracts.md, section C). Private keys come from random bytes kept
+(docs/upstream.md, "linuxserver/wireguard"). Private keys come from random bytes kept
 as secrets in Pulumi state; public keys are derived from them with X25519.
 """
 
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from config.errors import ConfigError
 
 # Pinned default image: linuxserver/docker-wireguard release tag 1.0.20250521-r1-ls110 (2026-04-23,
-# commit 684a0dd, the same snapshot image-contracts.md section C was written from; LinuxServer publishes
+# commit 684a0dd of linuxserver/docker-wireguard, whose scripts docs/upstream.md describes; LinuxServer publishes
 # one image tag per release tag). Exact tags never move; override with mailstack:images.vpn.
 DEFAULT_IMAGE = "linuxserver/wireguard:1.0.20250521-r1-ls110"
 

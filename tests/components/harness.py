@@ -1,6 +1,7 @@
 """Runs the real ``__main__.py`` under Pulumi mocks and records every registration.
 
-Mocks do not pass resource options to ``Mocks.new_resource`` (pulumi-practice.md), so a
+Mocks do not pass resource options to ``Mocks.new_resource`` (pulumi/pulumi sdk/python
+lib/pulumi/runtime/mocks.py: ``MockResourceArgs`` has no options), so a
 ``MockMonitor`` subclass records the register requests themselves: type, name, parent,
 ``protect``, ``retainOnDelete``, ``deleteBeforeReplace``, dependencies, and the inputs
 with secret values kept visible as ``Secret``.
