@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
 from components.common import docker_labels, healthcheck
+from config import hashing
 from config import passwords as pw
 from config import postfix as pf
 from config.model import Domain, StackConfig
@@ -78,6 +80,8 @@ class MailDomainArgs:
     """Image id of the pinned docker-mailserver image (``RemoteImage.image_id``)."""
     passwords: pulumi.Input[Mapping[str, str]]
     """Secret map of explicit passwords (full address to password) for this domain's users."""
+    hasher: hashing.Hasher
+    """Computes the hashes the stack's memory cannot prove current (shared by every domain of the run)."""
     docker_host: str | None = None
     """The ``docker:host`` of the stack, used only to print ready-to-run commands."""
 
@@ -108,6 +112,8 @@ class MailDomain(pulumi.ComponentResource):
     """Secret: generated passwords of the accounts without an explicit one."""
     check_account: pulumi.Output[dict[str, str]]
     """Secret: address and password of the account ``make verify`` uses for this domain."""
+    account_memory: pulumi.Output[dict[str, tuple[str, str]]]
+    """Secret: ``(hash, keyed fingerprint)`` of every account, for the stack's memory."""
     config_revision: pulumi.Output[str]
     """Digest of the generated files; resolves only after the writer exited with status 0."""
 
@@ -141,23 +147,36 @@ class MailDomain(pulumi.ComponentResource):
         static = pf.static_files(stack, domain)
         reload_revision = pf.revision(*(static[f] for f in pf.RELOAD_FILES))
 
-        def _accounts(values: list) -> dict[str, str]:
+        remembered = {a: stack.memory.accounts[a] for a in addresses if a in stack.memory.accounts}
+
+        async def _accounts(values: list) -> dict[str, Any]:
             seed_b64, given = values
             key = pw.seed_bytes(seed_b64)
             passwords = {a: (given or {}).get(a) or pw.derive_password(key, a) for a in addresses}
-            entries = [(a, pw.hash_password(passwords[a], pw.derive_salt(key, a))) for a in addresses]
-            generated = {a: passwords[a] for a in addresses if a not in explicit}
+            salts = {a: pw.derive_salt(key, a) for a in addresses}
+            # a remembered hash only when its keyed fingerprint proves it is this password's and salt's
+            hashes = {
+                a: h
+                for a in addresses
+                if (h := hashing.reuse(key, a, salts[a], passwords[a], remembered.get(a))) is not None
+            }
+            fresh = [a for a in addresses if a not in hashes]
+            computed = await args.hasher.hash_all([(passwords[a], salts[a]) for a in fresh])
+            hashes.update(zip(fresh, computed, strict=True))
             return {
-                "accounts": pf.render_accounts(entries, reload_revision),
+                "accounts": pf.render_accounts([(a, hashes[a]) for a in addresses], reload_revision),
                 "check": passwords[addresses[0]],
-                **{f"gen:{a}": p for a, p in generated.items()},
+                "generated": {a: passwords[a] for a in addresses if a not in explicit},
+                "memory": {
+                    a: (hashes[a], hashing.fingerprint(key, a, salts[a], passwords[a], hashes[a]))
+                    for a in addresses
+                },
             }
 
         material = pulumi.Output.secret(pulumi.Output.all(seed.base64, args.passwords).apply(_accounts))
         accounts = material.apply(lambda m: m["accounts"])
-        self.generated_passwords = pulumi.Output.secret(
-            material.apply(lambda m: {k[4:]: v for k, v in m.items() if k.startswith("gen:")})
-        )
+        self.generated_passwords = pulumi.Output.secret(material.apply(lambda m: m["generated"]))
+        self.account_memory = pulumi.Output.secret(material.apply(lambda m: m["memory"]))
         self.check_account = pulumi.Output.secret(
             material.apply(lambda m: {"address": addresses[0], "password": m["check"]})
         )

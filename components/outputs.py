@@ -40,9 +40,9 @@ def verify_target(stack: StackConfig, domain: Domain, account: dict[str, str]) -
     }
 
 
-def memory_value(stack: StackConfig) -> dict[str, Any]:
+def memory_value(stack: StackConfig, accounts: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """What this run remembers for the next one (``config.memory.render`` of its decisions)."""
-    return mem.render({mem.server_key(d.domain): d.address for d in stack.domains})
+    return mem.render({mem.server_key(d.domain): d.address for d in stack.domains}, accounts)
 
 
 def stack_outputs(mail: MailStack) -> dict[str, Any]:
@@ -78,7 +78,11 @@ def stack_outputs(mail: MailStack) -> dict[str, Any]:
                 }
             )
         ),
-        mem.OUTPUT: pulumi.Output.secret(memory_value(cfg)),
+        mem.OUTPUT: pulumi.Output.secret(
+            pulumi.Output.all(*(md.account_memory for md in mail.domains.values())).apply(
+                lambda maps: memory_value(cfg, {a: e for m in maps for a, e in m.items()})
+            )
+        ),
     }
     if mail.vpn is not None:
         vpn = mail.vpn

@@ -12,6 +12,7 @@ from components.maildomain import MailDomain, MailDomainArgs
 from components.outputs import stack_outputs
 from components.vpn import WireGuardVpn, WireGuardVpnArgs
 from components.webmail import Webmail, WebmailArgs
+from config import hashing
 from config.model import StackConfig
 
 
@@ -69,6 +70,9 @@ class MailStack(pulumi.ComponentResource):
         )
         self.network_name = network.name
         self.domains = {}
+        # Fresh hashes (those the memory cannot prove current) in a process pool when there are many.
+        expected = sum(1 for d in cfg.domains for u in d.users if u.address not in cfg.memory.accounts)
+        hasher = hashing.Hasher(parallel=expected >= hashing.PARALLEL_THRESHOLD, users=len(cfg.domains))
         for d in cfg.domains:
             self.domains[d.domain] = MailDomain(
                 d.domain,
@@ -80,6 +84,7 @@ class MailStack(pulumi.ComponentResource):
                     passwords=pulumi.Output.secret(args.passwords).apply(
                         lambda p, d=d: {u.address: p[u.address] for u in d.users if u.address in (p or {})}
                     ),
+                    hasher=hasher,
                     docker_host=args.docker_host,
                 ),
                 opts=child,

@@ -9,12 +9,16 @@ its own stack, which answers with the outputs of the last *completed* update (a 
 leaves them as they were). Every decision is then a deterministic function of (memory,
 configuration).
 
-The memory is an optimisation of stability, never a source of truth for correctness: a missing,
-unreadable, newer or tampered memory only costs what the plain rules give (see
-``config.addresses``), and the next update writes a fresh one. It is secret because later
-entries (account hashes) are; nothing in it is needed to rebuild the stack.
+The second use is speed: the deployed hash of every account, with a keyed fingerprint, so that a
+preview hashes only what changed (``config.hashing``).
 
-Plain data only (no Pulumi import): ``components/memory.py`` reads and exports it.
+The memory is an optimisation of stability and speed, never a source of truth for correctness: a
+missing, unreadable, newer or tampered memory only costs what the plain rules give (see
+``config.addresses``) and fresh hashes, and the next update writes a fresh one. It is secret
+because the account hashes are; nothing in it is needed to rebuild the stack.
+
+Plain data only (no Pulumi import): ``components/stackstate.py`` reads it, ``components/outputs.py``
+exports it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
+
+from config.hashing import FINGERPRINT_HEX, RememberedHash
 
 OUTPUT = "memory"
 """Name of the stack output that carries the memory."""
@@ -39,6 +45,8 @@ class Memory:
     """Whether a usable memory was read (``False``: none yet, or one this version cannot read)."""
     addresses: Mapping[str, IPv4Address] = field(default_factory=dict)
     """Fixed addresses on the stack network by key (``server:<domain>``)."""
+    accounts: Mapping[str, RememberedHash] = field(default_factory=dict)
+    """The deployed hash of each account and its keyed fingerprint (``config.hashing``), by address."""
     notes: tuple[str, ...] = ()
     """Why (part of) a memory that was found was not used; shown as warnings."""
 
@@ -77,9 +85,30 @@ def parse(raw: Any) -> Memory:
             addresses[str(key)] = IPv4Address(str(value))
         except ValueError:
             notes.append(f"the stack's memory holds an invalid address for {key!r}; ignored")
-    return Memory(found=True, addresses=addresses, notes=tuple(notes))
+    accounts: dict[str, RememberedHash] = {}
+    hashes = raw.get("accounts", {})
+    for address, entry in hashes.items() if isinstance(hashes, Mapping) else ():
+        # [hash, fingerprint]; anything else is dropped here, a wrong pair later by its fingerprint
+        if (
+            isinstance(entry, list | tuple)
+            and len(entry) == 2
+            and all(isinstance(x, str) for x in entry)
+            and len(entry[1]) == FINGERPRINT_HEX
+        ):
+            accounts[str(address)] = RememberedHash(hash=entry[0], fingerprint=entry[1])
+    return Memory(found=True, addresses=addresses, accounts=accounts, notes=tuple(notes))
 
 
-def render(addresses: Mapping[str, IPv4Address]) -> dict[str, Any]:
-    """The memory output's value for this run's decisions (sorted keys: byte-identical when unchanged)."""
-    return {"schema": SCHEMA, "addresses": {k: str(addresses[k]) for k in sorted(addresses)}}
+def render(
+    addresses: Mapping[str, IPv4Address], accounts: Mapping[str, tuple[str, str]] | None = None
+) -> dict[str, Any]:
+    """The memory output's value for this run's decisions (sorted keys: byte-identical when unchanged).
+
+    ``accounts`` maps each address to its deployed ``(hash, fingerprint)``.
+    """
+    accounts = accounts or {}
+    return {
+        "schema": SCHEMA,
+        "addresses": {k: str(addresses[k]) for k in sorted(addresses)},
+        "accounts": {a: list(accounts[a]) for a in sorted(accounts)},
+    }

@@ -205,6 +205,8 @@ class StackConfig:
     """The parsed ``mailstack:vpn``, or ``None`` when absent."""
     warnings: tuple[str, ...] = ()
     """Things the user should know that do not stop the deployment (shown by the program as warnings)."""
+    memory: Memory = field(default_factory=Memory)
+    """What the stack's last completed update remembered (its account hashes are reused from here)."""
 
     def prefix(self) -> str:
         """Prefix of every Docker object name of this stack (``mailstack-dev``)."""
@@ -831,4 +833,5 @@ def load_stack(
         explicit_passwords=explicit,
         vpn=vpn,
         warnings=memory.notes,
+        memory=memory,
     )
