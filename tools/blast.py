@@ -4,7 +4,8 @@
 configurations and compares every resource's inputs, as ``pulumi preview`` would: which
 resources are created, deleted, updated in place or replaced. Whether a changed input forces
 a replacement is decided by the provider, so the table of replace-on-change properties below
-is the single place that knowledge lives.
+is the single place that knowledge lives (``tools/readback.py`` holds the other half: how a refresh
+reads each input back).
 """
 
 from __future__ import annotations
@@ -17,11 +18,23 @@ from typing import Any
 from tests.components.harness import Program, Registration, dev_config, run_program, unwrap
 
 # Which input properties a provider updates in place; every other input change replaces the resource.
-# Source: kreuzwerker/terraform-provider-docker (the provider pulumi-docker bridges),
-# internal/provider/resource_docker_container.go / resource_docker_volume.go /
-# resource_docker_network.go / resource_docker_image.go: every schema attribute without
-# `ForceNew: true` (identical from v3.0.2 to v4.0.0, read at tags v3.0.2, v3.6.2 and v4.0.0);
-# pulumi-random's RandomBytes and RandomPassword replace on every input change (keepers, length...).
+# Docker: kreuzwerker/terraform-provider-docker v4.5.0 (what pulumi-docker 5.x bridges), every schema
+# attribute without `ForceNew: true` that holds no `ForceNew` field either, under internal/provider/:
+# resource_docker_container.go (rm 57-62, start 72-77, wait 79-84, wait_timeout 86-91, attach 93-98,
+# logs 100-105, must_run 122-127, restart 230-236, max_retry_count 238-242, remove_volumes 256-261,
+# tmpfs 482-486, device_read_bps/_iops and device_write_bps/_iops 693-772, destroy_grace_seconds
+# 827-831, memory 842-847, memory_reservation 848-854, memory_swap 856-861, cpu_shares 872-877,
+# cpu_set 879-884, healthcheck 1045-1096, container_read_refresh_timeout_milliseconds 1098-1103,
+# init 1126-1131, cpu_period 1164-1169, cpu_quota 1170-1175); resource_docker_volume.go (only
+# cluster.availability, 142-148, for swarm cluster volumes: not counted, every other cluster field is
+# ForceNew); resource_docker_network.go (no update function: everything replaces);
+# resource_docker_image.go (keep_locally 55-59, force_remove 70-74; `build` 76-83 is not ForceNew but
+# its defaulted `dockerfile` is, 103-109, so any build change replaces).
+# Random: hashicorp/terraform-provider-random v3.9.0 (pulumi-random 4.21), every input attribute has a
+# requires-replace plan modifier (internal/provider/resource_bytes.go 141-160,
+# resource_password.go 557-751). Stash: the engine's builtin provider diffs a changed `input` without a
+# replace key and updates it in place (pulumi/pulumi v3.259.0 pkg/resource/deploy/builtins.go 184-194,
+# 249-261). docs/upstream.md ("What a change replaces") explains it.
 UPDATABLE_IN_PLACE: dict[str, frozenset[str]] = {
     "docker:index/container:Container": frozenset(
         {
@@ -44,6 +57,10 @@ UPDATABLE_IN_PLACE: dict[str, frozenset[str]] = {
             "cpuSet",
             "cpuPeriod",
             "cpuQuota",
+            "deviceReadBps",
+            "deviceReadIops",
+            "deviceWriteBps",
+            "deviceWriteIops",
             "healthcheck",
             "init",
             "containerReadRefreshTimeoutMilliseconds",
@@ -51,10 +68,10 @@ UPDATABLE_IN_PLACE: dict[str, frozenset[str]] = {
     ),
     "docker:index/volume:Volume": frozenset(),
     "docker:index/network:Network": frozenset(),
-    "docker:index/remoteImage:RemoteImage": frozenset({"keepLocally", "forceRemove", "build"}),
+    "docker:index/remoteImage:RemoteImage": frozenset({"keepLocally", "forceRemove"}),
     "random:index/randomBytes:RandomBytes": frozenset(),
     "random:index/randomPassword:RandomPassword": frozenset(),
-    # Pulumi's builtin Stash: a changed input is an in-place update (pulumi/pulumi pkg/resource/deploy/builtins.go).
+    # the engine's builtin: a changed input is an in-place update (builtins.go, cited above)
     "pulumi:index:Stash": frozenset({"input"}),
 }
 COMPONENT_PREFIX = "mailstack:index:"

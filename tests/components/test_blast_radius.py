@@ -83,3 +83,33 @@ def test_in_place_properties_do_not_count_as_replacement():
     server.inputs = {**server.inputs, "hostname": "mx.example1.local"}
     (change,) = blast.diff(before, after).changes
     assert change.action == "replace"
+
+
+def _one(typ, inputs):
+    return Program(resources=[Registration(typ, "x", "urn:x", "", True, False, False, False, [], inputs)])
+
+
+def test_a_changed_stash_input_is_an_update_never_a_replacement():
+    (change,) = blast.diff(
+        _one("pulumi:index:Stash", {"input": "a"}), _one("pulumi:index:Stash", {"input": "b"})
+    ).changes
+    assert change.action == "update" and change.properties == ("input",)
+
+
+@pytest.mark.parametrize(
+    ("typ", "prop", "action"),
+    [
+        # not ForceNew at v4.5.0, applied by the container update
+        ("docker:index/container:Container", "deviceReadBps", "update"),
+        ("docker:index/container:Container", "deviceWriteIops", "update"),
+        # ForceNew at v4.5.0
+        ("docker:index/container:Container", "stopTimeout", "replace"),
+        # the build block holds the ForceNew, defaulted dockerfile: every build change replaces
+        ("docker:index/remoteImage:RemoteImage", "build", "replace"),
+        ("docker:index/remoteImage:RemoteImage", "keepLocally", "update"),
+        ("docker:index/volume:Volume", "labels", "replace"),
+    ],
+)
+def test_replace_on_change_follows_the_v4_5_0_schemas(typ, prop, action):
+    (change,) = blast.diff(_one(typ, {prop: 1}), _one(typ, {prop: 2})).changes
+    assert change.action == action
