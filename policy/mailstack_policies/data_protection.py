@@ -9,7 +9,13 @@ from pulumi_policy import ReportViolation, Severity, StackValidationArgs, StackV
 from .resources import VOLUME, VOLUME_LABEL, as_text, get, parse_containers, parse_labels
 
 MAIL_DATA_PATHS: Final = {"/var/mail": "the mailboxes", "/var/mail-state": "the mail queue and state"}
-"""Container paths of docker-mailserver that hold data a deletion would lose (image-contracts.md A2)."""
+"""Container paths of docker-mailserver that hold data a deletion would lose.
+
+Source: docker-mailserver v15.1.0, ``docs/content/config/advanced/optional-config.md``, "Volumes"
+(https://docker-mailserver.github.io/docker-mailserver/v15.1/config/advanced/optional-config/):
+mail is delivered under ``/var/mail``, and ``/var/mail-state`` holds the Postfix queue and the
+services' run-time state (``docs/upstream.md``, "docker-mailserver 15.1.0", "Volumes").
+"""
 MAIL_DATA_VOLUME_ROLES: Final = {"mail": "/var/mail", "state": "/var/mail-state"}
 
 
