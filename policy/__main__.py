@@ -1,7 +1,8 @@
 """Entry point of the mailstack policy pack: builds the ``PolicyPack`` (and starts its server).
 
-The validators live in ``mailstack_policies`` so that tests can import them; importing this
-file would start the policy server and block, which only the Pulumi CLI should do.
+The policies live in the package ``mailstack_policies`` (one module per concern) so that tests can
+import them; importing this file would start the policy server and block, which only the Pulumi CLI
+should do.
 """
 
 import sys

@@ -28,7 +28,7 @@ from pulumi_policy.proxy import (
     unknown_checking_proxy,
 )
 
-from policy.mailstack_policies import CONTAINER, NETWORK
+from policy.mailstack_policies.resources import CONTAINER, NETWORK
 
 U_STR = UNKNOWN_STRING_VALUE
 U_ARR = UNKNOWN_ARRAY_VALUE

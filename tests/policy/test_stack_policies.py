@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from policy import mailstack_policies as mp
+from policy.mailstack_policies import data_protection, ports_and_subnets, routing
+from policy.mailstack_policies.resources import CONTAINER, NETWORK, VOLUME
 from tests.policy.builders import (
     STRONG,
     U_ARR,
@@ -40,10 +41,8 @@ def _three_domain_stack(files3: dict[str, str] | None = None, mta3: dict | None 
     mta3 = mta3 or mailserver("example3.local", "mta3", address=A3, ports={25: 4525, 587: 4587, 143: 4143})
     return [
         *resources,
-        policy_resource(
-            writer("example3.local", "mta3", files3), mp.CONTAINER, "example3.local-config-writer"
-        ),
-        policy_resource(mta3, mp.CONTAINER, "example3.local-server"),
+        policy_resource(writer("example3.local", "mta3", files3), CONTAINER, "example3.local-config-writer"),
+        policy_resource(mta3, CONTAINER, "example3.local-server"),
     ]
 
 
@@ -54,7 +53,7 @@ def _volumes(protect: dict[str, bool], labelled: bool = True) -> list:
     return [
         policy_resource(
             volume(f"mailstack-dev-example1-local-{role}", role if labelled else None),
-            mp.VOLUME,
+            VOLUME,
             f"example1.local-{role}",
             protect=protect.get(role, False),
         )
@@ -64,13 +63,13 @@ def _volumes(protect: dict[str, bool], labelled: bool = True) -> list:
 
 def test_mail_data_accepts_protected_volumes() -> None:
     resources = [*_volumes({"mail": True, "state": True}), *two_domain_stack()]
-    assert run(mp.validate_mail_data_protected, stack_args(*resources)) == []
+    assert run(data_protection.validate_mail_data_protected, stack_args(*resources)) == []
 
 
 @pytest.mark.parametrize("labelled", [True, False])
 def test_mail_data_reports_unprotected_mail_and_state(labelled: bool) -> None:
     resources = [*_volumes({"state": True}, labelled), *two_domain_stack()]
-    found = run(mp.validate_mail_data_protected, stack_args(*resources))
+    found = run(data_protection.validate_mail_data_protected, stack_args(*resources))
     assert len(found) == 1
     message, urn = found[0]
     assert urn is not None and urn.endswith("::example1.local-mail")
@@ -83,32 +82,34 @@ def test_mail_data_reports_unprotected_mail_and_state(labelled: bool) -> None:
 def test_mail_data_ignores_volumes_that_hold_no_mail() -> None:
     resources = [
         *_volumes({"mail": True, "state": True}),
-        policy_resource(volume("other"), mp.VOLUME, "other"),
+        policy_resource(volume("other"), VOLUME, "other"),
     ]
-    assert run(mp.validate_mail_data_protected, stack_args(*resources)) == []
+    assert run(data_protection.validate_mail_data_protected, stack_args(*resources)) == []
 
 
 def test_mail_data_missing_and_unknown() -> None:
-    assert run(mp.validate_mail_data_protected, stack_args()) == []
-    assert run(mp.validate_mail_data_protected, stack_args(policy_resource({}, mp.VOLUME, "v"))) == []
+    assert run(data_protection.validate_mail_data_protected, stack_args()) == []
+    assert (
+        run(data_protection.validate_mail_data_protected, stack_args(policy_resource({}, VOLUME, "v"))) == []
+    )
     server = {**mailserver(), "volumes": U_ARR}
-    unknown = [*_volumes({"mail": True}), policy_resource(server, mp.CONTAINER, "s")]
-    found = run(mp.validate_mail_data_protected, stack_args(*unknown))
+    unknown = [*_volumes({"mail": True}), policy_resource(server, CONTAINER, "s")]
+    found = run(data_protection.validate_mail_data_protected, stack_args(*unknown))
     assert [u for _, u in found] == [
         "urn:pulumi:dev::mailstack::docker:index/volume:Volume::example1.local-state"
     ]
-    nameless = policy_resource({"name": U_STR, "labels": U_ARR}, mp.VOLUME, "n")
-    assert run(mp.validate_mail_data_protected, stack_args(nameless)) == []
+    nameless = policy_resource({"name": U_STR, "labels": U_ARR}, VOLUME, "n")
+    assert run(data_protection.validate_mail_data_protected, stack_args(nameless)) == []
 
 
 # --- mailserver-hostnames ----------------------------------------------------------------------------
 
 
 def test_hostnames_accept_distinct_fqdns() -> None:
-    assert run(mp.validate_hostnames, stack_args(*two_domain_stack())) == []
+    assert run(routing.validate_hostnames, stack_args(*two_domain_stack())) == []
     split = mailserver("example2.local", "mta2", hostname="mail2")
     split["domainname"] = "example2.local"
-    assert run(mp.validate_hostnames, stack_args(*two_domain_stack(mta2=split))) == []
+    assert run(routing.validate_hostnames, stack_args(*two_domain_stack(mta2=split))) == []
 
 
 @pytest.mark.parametrize(
@@ -123,7 +124,7 @@ def test_hostnames_accept_distinct_fqdns() -> None:
 )
 def test_hostnames_report_bad_names(hostname: str, expected: str) -> None:
     mta2 = mailserver("example2.local", "mta2", hostname=hostname, address=A2)
-    found = run(mp.validate_hostnames, stack_args(*two_domain_stack(mta2=mta2)))
+    found = run(routing.validate_hostnames, stack_args(*two_domain_stack(mta2=mta2)))
     assert len(found) == 1
     message, urn = found[0]
     assert (
@@ -142,41 +143,41 @@ def test_hostnames_treat_account_domains_as_mail_domains() -> None:
         {"user3@lists.example2.local": sha512(STRONG)},
     )
     mta1 = mailserver("example1.local", "mta1", hostname="lists.example2.local")
-    found = run(mp.validate_hostnames, stack_args(*two_domain_stack(mta1=mta1, files2=files2)))
+    found = run(routing.validate_hostnames, stack_args(*two_domain_stack(mta1=mta1, files2=files2)))
     assert len(found) == 1 and "'lists.example2.local', which is a mail domain" in found[0][0]
 
 
 def test_hostnames_honour_override_hostname() -> None:
     mta2 = mailserver("example2.local", "mta2", env_values={"OVERRIDE_HOSTNAME": "mail.example1.local"})
-    found = run(mp.validate_hostnames, stack_args(*two_domain_stack(mta2=mta2)))
+    found = run(routing.validate_hostnames, stack_args(*two_domain_stack(mta2=mta2)))
     assert len(found) == 1 and "like 'mailstack-dev-mta1'" in found[0][0]
 
 
 def test_hostnames_missing_and_unknown() -> None:
     mta2 = mailserver("example2.local", "mta2")
     del mta2["hostname"]
-    found = run(mp.validate_hostnames, stack_args(*two_domain_stack(mta2=mta2)))
+    found = run(routing.validate_hostnames, stack_args(*two_domain_stack(mta2=mta2)))
     assert len(found) == 1 and "has no hostname" in found[0][0]
     mta2["hostname"] = U_STR
-    assert run(mp.validate_hostnames, stack_args(*two_domain_stack(mta2=mta2))) == []
-    assert run(mp.validate_hostnames, stack_args()) == []
+    assert run(routing.validate_hostnames, stack_args(*two_domain_stack(mta2=mta2))) == []
+    assert run(routing.validate_hostnames, stack_args()) == []
 
 
 # --- mail-routing ------------------------------------------------------------------------------------
 
 
 def test_routing_accepts_full_mesh() -> None:
-    assert run(mp.validate_routing, stack_args(*two_domain_stack())) == []
-    assert run(mp.validate_routing, stack_args(*_three_domain_stack())) == []
+    assert run(routing.validate_routing, stack_args(*two_domain_stack())) == []
+    assert run(routing.validate_routing, stack_args(*_three_domain_stack())) == []
 
 
 def test_routing_accepts_a_single_domain_without_routes() -> None:
     files = mail_files("example1.local", "mta1", {})
     resources = two_domain_stack(files1=files)[:3]
-    assert run(mp.validate_routing, stack_args(*resources)) == []
+    assert run(routing.validate_routing, stack_args(*resources)) == []
     del files["postfix-transport.cf"]
     resources = two_domain_stack(files1=files)[:3]
-    assert run(mp.validate_routing, stack_args(*resources)) == []
+    assert run(routing.validate_routing, stack_args(*resources)) == []
 
 
 def _mta3_with_transport(transport: str) -> list:
@@ -203,7 +204,7 @@ FULL = "example1.local smtp:[mta1]:25\nexample2.local smtp:[mta2]:25\n"
     ],
 )
 def test_routing_reports_bad_transport_maps(transport: str, expected: str) -> None:
-    found = run(mp.validate_routing, stack_args(*_mta3_with_transport(transport)))
+    found = run(routing.validate_routing, stack_args(*_mta3_with_transport(transport)))
     assert len(found) == 1, found
     message, urn = found[0]
     assert expected in message and "'mailstack-dev-mta3'" in message
@@ -212,12 +213,12 @@ def test_routing_reports_bad_transport_maps(transport: str, expected: str) -> No
 
 def test_routing_accepts_address_targets() -> None:
     transport = f"example1.local smtp:[{A1}]:25\nexample2.local smtp:[mta2]\n"
-    assert run(mp.validate_routing, stack_args(*_mta3_with_transport(transport))) == []
+    assert run(routing.validate_routing, stack_args(*_mta3_with_transport(transport))) == []
 
 
 def test_routing_requires_a_shared_network() -> None:
     mta3 = mailserver("example3.local", "mta3", address=A3, network="elsewhere")
-    found = run(mp.validate_routing, stack_args(*_three_domain_stack(mta3=mta3)))
+    found = run(routing.validate_routing, stack_args(*_three_domain_stack(mta3=mta3)))
     pairs = {(m.split("'")[1], m.split(" to '")[1].split("'")[0]) for m, _ in found}
     assert pairs == {
         ("mailstack-dev-mta3", "mta1"),
@@ -231,13 +232,13 @@ def test_routing_requires_a_shared_network() -> None:
 def test_routing_reports_missing_map_and_unused_map() -> None:
     files3 = mail_files("example3.local", "mta3", {})
     del files3["postfix-transport.cf"]
-    found = run(mp.validate_routing, stack_args(*_three_domain_stack(files3=files3)))
+    found = run(routing.validate_routing, stack_args(*_three_domain_stack(files3=files3)))
     assert len(found) == 1 and "has no postfix-transport.cf" in found[0][0]
     files3 = mail_files(
         "example3.local", "mta3", {"example1.local": ("mta1", A1), "example2.local": ("mta2", A2)}
     )
     files3["postfix-main.cf"] = "mynetworks = cidr:/tmp/docker-mailserver/postfix-mynetworks.cidr\n"
-    found = run(mp.validate_routing, stack_args(*_three_domain_stack(files3=files3)))
+    found = run(routing.validate_routing, stack_args(*_three_domain_stack(files3=files3)))
     assert len(found) == 1 and "does not use it (transport_maps = unset)" in found[0][0]
 
 
@@ -246,25 +247,25 @@ def test_routing_counts_alias_domains_as_owned() -> None:
         "example3.local", "mta3", {"example1.local": ("mta1", A1), "example2.local": ("mta2", A2)}
     )
     files3["postfix-virtual.cf"] = "info@alias3.local user5@example3.local\n"
-    found = run(mp.validate_routing, stack_args(*_three_domain_stack(files3=files3)))
+    found = run(routing.validate_routing, stack_args(*_three_domain_stack(files3=files3)))
     # mta1 and mta2 do not route alias3.local, which mta3 hosts.
     assert sorted(m.split("'")[1] for m, _ in found) == ["mailstack-dev-mta1", "mailstack-dev-mta2"]
     assert all("has no route for alias3.local" in m for m, _ in found)
 
 
 def test_routing_missing_and_unknown() -> None:
-    assert run(mp.validate_routing, stack_args()) == []
+    assert run(routing.validate_routing, stack_args()) == []
     files3 = mail_files("example3.local", "mta3", {})
     files3["postfix-transport.cf"] = U_STR
-    assert run(mp.validate_routing, stack_args(*_three_domain_stack(files3=files3))) == []
+    assert run(routing.validate_routing, stack_args(*_three_domain_stack(files3=files3))) == []
     files3["postfix-main.cf"] = U_STR
-    assert run(mp.validate_routing, stack_args(*_three_domain_stack(files3=files3))) == []
+    assert run(routing.validate_routing, stack_args(*_three_domain_stack(files3=files3))) == []
     mta3 = {**mailserver("example3.local", "mta3", address=A3), "networksAdvanced": U_ARR}
     assert (
-        run(mp.validate_routing, stack_args(*_three_domain_stack(mta3=mta3))) != []
+        run(routing.validate_routing, stack_args(*_three_domain_stack(mta3=mta3))) != []
     )  # mta1/mta2 cannot find mta3
     unlabelled = {**mailserver("example3.local", "mta3", address=A3), "labels": U_ARR}
-    assert run(mp.validate_routing, stack_args(*_three_domain_stack(mta3=unlabelled))) != []
+    assert run(routing.validate_routing, stack_args(*_three_domain_stack(mta3=unlabelled))) != []
 
 
 # --- unique-host-ports-and-subnets ------------------------------------------------------------------
@@ -273,11 +274,11 @@ def test_routing_missing_and_unknown() -> None:
 def test_ports_and_subnets_accept_the_lab() -> None:
     resources = [
         *two_domain_stack(),
-        policy_resource(webmail(), mp.CONTAINER, "webmail1"),
-        policy_resource(webmail("mta2", 8082), mp.CONTAINER, "webmail2"),
-        policy_resource(vpn(), mp.CONTAINER, "vpn"),
+        policy_resource(webmail(), CONTAINER, "webmail1"),
+        policy_resource(webmail("mta2", 8082), CONTAINER, "webmail2"),
+        policy_resource(vpn(), CONTAINER, "vpn"),
     ]
-    assert run(mp.validate_ports_and_subnets, stack_args(*resources)) == []
+    assert run(ports_and_subnets.validate_ports_and_subnets, stack_args(*resources)) == []
 
 
 @pytest.mark.parametrize(
@@ -292,7 +293,9 @@ def test_ports_and_subnets_accept_the_lab() -> None:
 def test_ports_report_the_same_host_port(ip1: str, ip2: str, clash: bool) -> None:
     mta1 = mailserver("example1.local", "mta1", ip=ip1, ports={25: 25})
     mta2 = mailserver("example2.local", "mta2", ip=ip2, ports={25: 25})
-    found = run(mp.validate_ports_and_subnets, stack_args(*two_domain_stack(mta1=mta1, mta2=mta2)))
+    found = run(
+        ports_and_subnets.validate_ports_and_subnets, stack_args(*two_domain_stack(mta1=mta1, mta2=mta2))
+    )
     if not clash:
         assert found == []
         return
@@ -308,12 +311,12 @@ def test_ports_report_the_same_host_port(ip1: str, ip2: str, clash: bool) -> Non
 def test_ports_tell_protocols_apart() -> None:
     udp = vpn()
     udp["ports"][0]["external"] = 2525.0
-    resources = [*two_domain_stack(), policy_resource(udp, mp.CONTAINER, "vpn")]
-    assert run(mp.validate_ports_and_subnets, stack_args(*resources)) == []
+    resources = [*two_domain_stack(), policy_resource(udp, CONTAINER, "vpn")]
+    assert run(ports_and_subnets.validate_ports_and_subnets, stack_args(*resources)) == []
     udp["ports"][0]["protocol"] = "tcp"
     found = run(
-        mp.validate_ports_and_subnets,
-        stack_args(*two_domain_stack(), policy_resource(udp, mp.CONTAINER, "v")),
+        ports_and_subnets.validate_ports_and_subnets,
+        stack_args(*two_domain_stack(), policy_resource(udp, CONTAINER, "v")),
     )
     assert len(found) == 1 and "'mailstack-dev-vpn' publishes 0.0.0.0:2525/tcp" in found[0][0]
 
@@ -327,10 +330,10 @@ def test_ports_tell_protocols_apart() -> None:
 )
 def test_subnets_report_vpn_overlaps(vpn_props: dict, subnet: str, expected: str) -> None:
     resources = [
-        policy_resource(network(subnet=subnet), mp.NETWORK, "net"),
-        policy_resource(vpn_props, mp.CONTAINER, "vpn"),
+        policy_resource(network(subnet=subnet), NETWORK, "net"),
+        policy_resource(vpn_props, CONTAINER, "vpn"),
     ]
-    found = run(mp.validate_ports_and_subnets, stack_args(*resources))
+    found = run(ports_and_subnets.validate_ports_and_subnets, stack_args(*resources))
     assert len(found) == 1
     assert expected in found[0][0] and f"Docker network 'mailstack-dev' ({subnet})" in found[0][0]
     assert found[0][1] is not None and found[0][1].endswith("::vpn")
@@ -338,33 +341,33 @@ def test_subnets_report_vpn_overlaps(vpn_props: dict, subnet: str, expected: str
 
 def test_subnets_report_overlapping_networks_and_use_the_vpn_env() -> None:
     resources = [
-        policy_resource(network(), mp.NETWORK, "net"),
-        policy_resource(network("other", "172.28.5.0/24"), mp.NETWORK, "other"),
+        policy_resource(network(), NETWORK, "net"),
+        policy_resource(network("other", "172.28.5.0/24"), NETWORK, "other"),
     ]
-    found = run(mp.validate_ports_and_subnets, stack_args(*resources))
+    found = run(ports_and_subnets.validate_ports_and_subnets, stack_args(*resources))
     assert len(found) == 1 and "Docker network 'other' uses 172.28.5.0/24" in found[0][0]
     server_mode = vpn(env_values={"INTERNAL_SUBNET": "172.28.3.0"})
     server_mode["uploads"] = []
     found = run(
-        mp.validate_ports_and_subnets,
+        ports_and_subnets.validate_ports_and_subnets,
         stack_args(
-            policy_resource(network(), mp.NETWORK, "net"), policy_resource(server_mode, mp.CONTAINER, "vpn")
+            policy_resource(network(), NETWORK, "net"), policy_resource(server_mode, CONTAINER, "vpn")
         ),
     )
     assert len(found) == 1 and "uses 172.28.3.0/24" in found[0][0]
 
 
 def test_ports_and_subnets_missing_and_unknown() -> None:
-    assert run(mp.validate_ports_and_subnets, stack_args()) == []
+    assert run(ports_and_subnets.validate_ports_and_subnets, stack_args()) == []
     unknown_vpn = vpn(address="172.28.200.1/24")
     unknown_vpn["uploads"][0]["content"] = U_STR
     unknown_ports = {**mailserver("example2.local", "mta2"), "ports": U_ARR}
     resources = [
-        policy_resource({"name": "n", "ipamConfigs": U_ARR}, mp.NETWORK, "n"),
-        policy_resource(network(), mp.NETWORK, "net"),
-        policy_resource(unknown_vpn, mp.CONTAINER, "vpn"),
-        policy_resource(mailserver(), mp.CONTAINER, "mta1"),
-        policy_resource(unknown_ports, mp.CONTAINER, "mta2"),
-        policy_resource({"name": "x", "ports": [{"internal": 25.0, "external": U_STR}]}, mp.CONTAINER, "x"),
+        policy_resource({"name": "n", "ipamConfigs": U_ARR}, NETWORK, "n"),
+        policy_resource(network(), NETWORK, "net"),
+        policy_resource(unknown_vpn, CONTAINER, "vpn"),
+        policy_resource(mailserver(), CONTAINER, "mta1"),
+        policy_resource(unknown_ports, CONTAINER, "mta2"),
+        policy_resource({"name": "x", "ports": [{"internal": 25.0, "external": U_STR}]}, CONTAINER, "x"),
     ]
-    assert run(mp.validate_ports_and_subnets, stack_args(*resources)) == []
+    assert run(ports_and_subnets.validate_ports_and_subnets, stack_args(*resources)) == []
