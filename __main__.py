@@ -26,7 +26,7 @@ mail = MailStack(
     NAMESPACE,
     MailStackArgs(
         config=stack_config,
-        passwords=pulumi.Output.secret(passwords or {}),
+        passwords=passwords or {},
         docker_host=pulumi.Config("docker").get("host"),
     ),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,10 +23,27 @@ class MailStackArgs:
 
     config: StackConfig
     """The validated stack configuration."""
-    passwords: pulumi.Input[Mapping[str, str]]
-    """Secret map of explicit passwords (``mailstack:passwords``)."""
+    passwords: Mapping[str, str]
+    """The explicit passwords (``mailstack:passwords``), as read from the secret config: they enter the
+    resources only as secret Outputs, one per domain (a shared Output of every password would be walked
+    once per domain by the SDK: quadratic in the number of domains)."""
     docker_host: str | None = None
     """``docker:host`` of the stack, only used in printed commands."""
+
+
+GC_THRESHOLDS = (500_000, 100, 1000)
+"""Collector thresholds while the program registers its resources (CPython's default is (700, 10, 10)).
+
+Registration allocates many short-lived objects whose cycles the collector keeps scanning along with
+everything still alive, so with the defaults its cost grows faster than the stack: measured under mocks
+for 400 one-user domains, 25.9 s of CPU with the defaults, 14.6 s at (100000, 50, 1000), 10.9 s at these
+values and 10.2 s with the collector off, at the same peak memory (486 MB against 478 MB)."""
+
+
+def tune_gc() -> None:
+    """Freeze what exists before registration (imports, the model) and make collections rare."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class MailStack(pulumi.ComponentResource):
@@ -47,6 +65,7 @@ class MailStack(pulumi.ComponentResource):
     def __init__(self, name: str, args: MailStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Declare the network, the pinned images and every mail domain."""
         super().__init__("mailstack:index:MailStack", name, None, opts)
+        tune_gc()
         cfg = args.config
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
@@ -81,8 +100,8 @@ class MailStack(pulumi.ComponentResource):
                     domain=d,
                     network_name=network.name,
                     image_id=mail_image.image_id,
-                    passwords=pulumi.Output.secret(args.passwords).apply(
-                        lambda p, d=d: {u.address: p[u.address] for u in d.users if u.address in (p or {})}
+                    passwords=pulumi.Output.secret(
+                        {u.address: args.passwords[u.address] for u in d.users if u.address in args.passwords}
                     ),
                     hasher=hasher,
                     docker_host=args.docker_host,
