@@ -29,6 +29,7 @@ PACKAGES=(
     wireguard-go
     php-cli
     iproute2
+    rspamd
 )
 
 POLICY_RC=/usr/sbin/policy-rc.d
