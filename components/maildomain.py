@@ -13,6 +13,7 @@ import pulumi_random as random
 from components.common import docker_labels, healthcheck
 from config import hashing
 from components.dkim import dkim_keys
+from components.egress import egress_networks
 from config import dkim as dk
 from config import passwords as pw
 from config import postfix as pf
@@ -292,7 +293,8 @@ class MailDomain(pulumi.ComponentResource):
                     name=args.network_name,
                     aliases=[domain.server, domain.hostname],
                     ipv4_address=str(domain.address),
-                )
+                ),
+                *egress_networks(name, stack, domain, parent=self),
             ],
             healthcheck=healthcheck(
                 ["CMD-SHELL", pf.HEALTHCHECK],

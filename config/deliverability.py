@@ -52,6 +52,8 @@ class DomainAuth:
     dns: DomainDns
     client_ports: Mapping[str, int] = field(default_factory=dict)
     """Client services (submission, imap, pop3) reachable on the public address, with their host ports."""
+    warnings: tuple[str, ...] = ()
+    """What preview should say about this domain (its own egress needs Docker Engine 28)."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,6 @@ class Deliverability:
     egress: Egress | None = None
     """``mailstack:egress``: the stack's shared egress address and HELO name."""
     domains: Mapping[str, DomainAuth] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    """Things preview should say (e.g. per-domain egress needs Docker Engine 28)."""
 
     def of(self, domain: str) -> DomainAuth:
         """Settings of ``domain`` (DKIM off, no egress when the domain is unknown: a stack built by hand)."""
@@ -122,15 +122,13 @@ def parse_deliverability(
             "record gives; SPF, HELO and the PTR advice use them",
         )
     result: dict[str, DomainAuth] = {}
-    warnings: list[str] = []
     for item, d in zip(usable_raw, domains, strict=True):
         where = _where(raw_domains, item, d.domain)
         dkim = parse_dkim(
             raw.get("dkim"), item.get("dkim"), "mailstack:dkim", f"{where}.dkim", production, problems
         )
         own = parse_egress(item.get("egress"), f"{where}.egress", problems)
-        if own is not None:
-            warnings.append(f"{where}.egress: " + EGRESS_WARNING.format(domain=d.domain))
+        warnings = (f"{where}.egress: " + EGRESS_WARNING.format(domain=d.domain),) if own else ()
         public = parse_public_address(item.get("publicAddress"), d.bind_address, where, production, problems)
         client_ports = {}
         if public is not None and is_public(public) and d.bind_address in (public, "0.0.0.0"):
@@ -149,8 +147,9 @@ def parse_deliverability(
                 ),
             ),
             client_ports=client_ports,
+            warnings=warnings,
         )
-    auth = Deliverability(egress=stack_egress, domains=result, warnings=tuple(warnings))
+    auth = Deliverability(egress=stack_egress, domains=result)
     hostnames = {d.domain: d.hostname for d in domains}
     for message in helo_conflicts(auth.dns_domains(hostnames, {})):
         problems.add("mailstack:egress", message)

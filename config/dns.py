@@ -322,7 +322,9 @@ def records_for(domains: Sequence[DnsDomain], stack_egress: Egress | None) -> di
     out: dict[str, list[Record]] = {}
 
     def put(rec: Record) -> None:
-        out.setdefault(zone_of(rec.name, zones), []).append(rec)
+        # A PTR lives in the address owner's reverse zone: it is listed, as advice, with its name's zone.
+        owner = rec.value.rstrip(".") if rec.type == "PTR" and isinstance(rec.value, str) else rec.name
+        out.setdefault(zone_of(owner, zones), []).append(rec)
 
     for d in domains:
         out.setdefault(d.domain, [])
