@@ -95,6 +95,19 @@ class Deliverability:
         return records_for(self.dns_domains(hostnames, dkim_values), self.egress)
 
 
+class _Once:
+    """Passes each distinct problem on once: a stack-wide value is merged into every domain's settings."""
+
+    def __init__(self, problems: Problems) -> None:
+        self.problems = problems
+        self.seen: set[tuple[str, str]] = set()
+
+    def add(self, where: str, message: str) -> None:
+        if (where, message) not in self.seen:
+            self.seen.add((where, message))
+            self.problems.add(where, message)
+
+
 def _where(raw_domains: Sequence[Any], item: Any, name: str) -> str:
     index = next(i for i, r in enumerate(raw_domains) if r is item)
     return f"mailstack:domains[{index}] ({name})"
@@ -113,6 +126,7 @@ def parse_deliverability(
     ``usable_raw[i]`` is the raw entry of ``domains[i]``; ``raw_domains`` is the whole ``mailstack:domains``
     list, used to name the items.
     """
+    problems = _Once(problems)
     stack_egress = parse_egress(raw.get("egress"), "mailstack:egress", problems)
     if production and raw.get("egress") is None:
         problems.add(

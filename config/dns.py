@@ -218,7 +218,7 @@ def parse_dmarc(
     return Dmarc(
         policy=policy("policy", "none") or "none",
         subdomain_policy=policy("subdomainPolicy", None),
-        rua=_uris(merged.get("rua"), at("rua"), ("mailto:",), problems),
+        rua=_uris(merged.get("rua"), at("rua"), ("mailto:", "https:"), problems),
         adkim=alignment("adkim"),
         aspf=alignment("aspf"),
     )
@@ -340,6 +340,8 @@ def records_for(domains: Sequence[DnsDomain], stack_egress: Egress | None) -> di
             put(Record(record_name(d.domain, selector), "TXT", split_txt(value)))
         put(Record(f"_dmarc.{d.domain}", "TXT", split_txt(d.dns.dmarc.value())))
         for uri in d.dns.dmarc.rua:
+            if not uri.startswith("mailto:"):
+                continue
             dest = uri.removeprefix("mailto:").rsplit("@", 1)[1]
             if dest != d.domain and zone_of(dest, zones) in zones:
                 # RFC 7489 7.1: a report destination in another domain authorises the reports.
@@ -394,12 +396,11 @@ def helo_conflicts(domains: Sequence[DnsDomain]) -> list[str]:
     """Problems with the HELO names: an egress name that is also an MX host with another public address."""
     problems = []
     hosts = {d.hostname: d for d in domains}
-    egresses = [(d.domain, d.dns.egress) for d in domains if d.dns.egress is not None]
-    for owner, egress in egresses:
+    for egress in {d.dns.egress for d in domains if d.dns.egress is not None}:
         host = hosts.get(egress.name)
         if host is not None and host.dns.public_address not in (None, egress.address):
             problems.append(
-                f"egress name {egress.name} (used by {owner}) is the mail host of {host.domain}, whose A record "
+                f"egress name {egress.name} is the mail host of {host.domain}, whose A record "
                 f"names {host.dns.public_address}, not the egress address {egress.address}: one name cannot have "
                 "both; use another name for the egress, or make them the same address"
             )
@@ -410,13 +411,16 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_zone(zone: str, records: Sequence[Record]) -> str:
-    """A zone-file fragment for ``zone`` (``$ORIGIN`` and absolute names); advice records as comments."""
+def render_zone(zone: str, records: Sequence[Record], *, include_advice: bool = False) -> str:
+    """A zone-file fragment for ``zone`` (``$ORIGIN`` and absolute names).
+
+    Advice records (the PTR) are comments, unless ``include_advice`` (a test server answering them too).
+    """
     lines = [f"; mailstack: records for {zone}", f"$ORIGIN {zone}."]
     for r in records:
         value = " ".join(_quote(s) for s in r.value) if isinstance(r.value, tuple) else r.value
         line = f"{r.name}. {r.ttl} IN {r.type} {value}"
-        if r.advice:
+        if r.advice and not include_advice:
             lines.append(f"; {r.advice}:")
             lines.append(f"; {line}")
         else:
