@@ -49,6 +49,7 @@ class Registration:
     delete_before_replace: bool
     dependencies: list[str]
     inputs: dict[str, Any]
+    ignore_changes: list[str] = field(default_factory=list)
 
     def plain(self) -> dict[str, Any]:
         """Inputs with every secret unwrapped."""
@@ -217,6 +218,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     dependencies=list(request.dependencies),
                     inputs=inputs,
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response
