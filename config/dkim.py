@@ -159,9 +159,10 @@ def render_signing_conf(domain: str, selector: str, config_dir: str) -> str:
     * ``sign_authenticated``: mail submitted by logged-in users (587, and the webmail) is signed;
       ``sign_local`` is off, so nothing else is (relayed or inbound mail never);
     * ``use_domain = "header"`` with ``allow_username_mismatch``: the key of the From: domain signs;
-    * ``check_pubkey = false``: Rspamd would otherwise look the record up before every signature and sign
-      nothing until it is published, while mailstack's rotation publishes the record first anyway and
-      ``make verify`` checks signatures against the key in the stack outputs before DNS is published;
+    * ``check_pubkey = false``: no DNS lookup of the record before every signature (with it, each message
+      waits for that lookup, and with ``allow_pubkey_mismatch = false`` nothing is signed until the record
+      is published); mailstack's rotation publishes a record before signing with it, and ``make verify``
+      checks the signatures against the key in the stack outputs;
     * ``use_redis = false``: the key is read from the file, no Redis needed.
     """
     path = f"{config_dir}/{key_file(domain, selector)}"
