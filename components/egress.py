@@ -5,7 +5,7 @@ network), not from the address its ports are published on. A bridge network with
 ``com.docker.network.host_ipv4`` makes that source address the given one. A server attached to the stack
 network (to reach its peers) and to its own egress network must take its default route from the latter:
 ``gw_priority`` does that, but only Docker Engine 28 and newer honour it (older engines ignore the field
-silently), which is why preview warns about every domain with its own ``egress``.
+silently), which is why preview warns about every domain with its own ``egress`` (``StackConfig.warnings``).
 """
 
 from __future__ import annotations
@@ -26,12 +26,9 @@ def egress_networks(
     name: str, stack: StackConfig, domain: Domain, parent: pulumi.Resource
 ) -> list[docker.ContainerNetworksAdvancedArgs]:
     """The extra network attachment of ``domain``'s server, or none when it uses the stack's egress."""
-    settings = stack.deliverability.of(domain.domain)
-    auth = settings.dns
+    auth = stack.deliverability.of(domain.domain).dns
     if not auth.own_egress or auth.egress is None:
         return []
-    for warning in settings.warnings:
-        pulumi.log.warn(warning, resource=parent)
     network = docker.Network(
         f"{name}-egress-network",
         name=f"{stack.prefix()}-{domain.slug}-egress",

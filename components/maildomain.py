@@ -11,10 +11,10 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components.common import docker_labels, healthcheck
-from config import hashing
 from components.dkim import dkim_keys
 from components.egress import egress_networks
 from config import dkim as dk
+from config import hashing
 from config import passwords as pw
 from config import postfix as pf
 from config.model import Domain, StackConfig

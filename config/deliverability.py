@@ -68,6 +68,10 @@ class Deliverability:
         """Settings of ``domain`` (DKIM off, no egress when the domain is unknown: a stack built by hand)."""
         return self.domains.get(domain) or DomainAuth(DkimSettings(enabled=False), DomainDns(None, None))
 
+    def warnings(self) -> tuple[str, ...]:
+        """Every domain's warnings, in domain order (the program shows them at preview)."""
+        return tuple(w for auth in self.domains.values() for w in auth.warnings)
+
     def helo_name(self, domain: str) -> str | None:
         """The name ``domain``'s server says in HELO (its egress name), or ``None`` (Postfix's default)."""
         egress = self.of(domain).dns.egress

@@ -840,7 +840,7 @@ def load_stack(
         certificates_path=certificates_path,
         explicit_passwords=explicit,
         vpn=vpn,
-        warnings=memory.notes,
+        warnings=memory.notes + deliverability.warnings(),
         memory=memory,
         deliverability=deliverability,
     )

@@ -261,9 +261,12 @@ def run_program(
         outputs = [pulumi.Output.from_input(exported[n]) for n in names]
 
         async def _collect() -> None:
+            # The engine records the stack's outputs only when the whole program succeeded: all or none.
+            collected = {}
             for n, out in zip(names, outputs, strict=True):
                 value = await out.future(with_unknowns=True)
-                program.outputs[n] = Secret(value) if await out.is_secret() else value
+                collected[n] = Secret(value) if await out.is_secret() else value
+            program.outputs.update(collected)
 
         return pulumi.Output.from_input(_collect())
 

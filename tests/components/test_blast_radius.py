@@ -138,5 +138,8 @@ def test_adding_a_selector_only_creates_its_keys(radius):
 def test_switching_the_signing_selector_reruns_the_writers_only(radius):
     r = radius["switch the signing selector"]
     assert r.count("mailserver", "replace", "update", "create", "delete") == 0
-    assert {(c.role, c.action) for c in r.changes} == {("config-writer", "replace")}
+    assert {(c.role, c.action) for c in r.changes} == {
+        ("config-writer", "replace"),
+        ("config-gate", "update"),
+    }
     assert not [c for c in r.changes if c.type == KEY]  # no key is replaced: the published ones stay

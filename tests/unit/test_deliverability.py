@@ -186,6 +186,7 @@ def test_per_domain_egress_warns_about_docker_28(prod_raw):
     assert cfg.deliverability.helo_name("example2.local") == "mail.example2.local"
     assert cfg.deliverability.helo_name("example1.local") == "mail.example1.local"
     assert cfg.deliverability.of("example1.local").warnings == ()
+    assert warning in cfg.warnings  # shown by the program at preview
 
 
 # ----------------------------------------------------------------------------------------- records
