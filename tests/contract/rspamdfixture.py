@@ -98,7 +98,7 @@ class RspamdSigner:
         )
         (local / "logging.inc").write_text(f'type = "file";\nfilename = "{self.log}";\nlevel = "info";\n')
         (local / "options.inc").write_text(
-            f'pidfile = false;\ndns {{\n  nameserver = ["127.0.0.1:{free_port()}"];\n  timeout = 1s;\n}}\n'
+            f'pidfile = false;\ndns {{\n  nameserver = ["127.0.0.1:{free_port()}"];\n  timeout = 1s;\n  retransmits = 1;\n}}\n'
         )
         # The controller binds to loopback in the generated override; the test moves it to a free port.
         (local / "worker-controller.inc").write_text(f'bind_socket = "127.0.0.1:{self.controller_port}";\n')
