@@ -131,7 +131,7 @@ def parse_deliverability(
     list, used to name the items.
     """
     problems = _Once(problems)
-    stack_egress = parse_egress(raw.get("egress"), "mailstack:egress", problems)
+    stack_egress = parse_egress(raw.get("egress"), "mailstack:egress", problems, production)
     if production and raw.get("egress") is None:
         problems.add(
             "mailstack:egress",
@@ -145,7 +145,7 @@ def parse_deliverability(
         dkim = parse_dkim(
             raw.get("dkim"), item.get("dkim"), "mailstack:dkim", f"{where}.dkim", production, problems
         )
-        own = parse_egress(item.get("egress"), f"{where}.egress", problems)
+        own = parse_egress(item.get("egress"), f"{where}.egress", problems, production)
         warnings = (f"{where}.egress: " + EGRESS_WARNING.format(domain=d.domain),) if own else ()
         public = parse_public_address(item.get("publicAddress"), d.bind_address, where, production, problems)
         client_ports = {}

@@ -234,8 +234,11 @@ def parse_tlsrpt(
     return _uris(merged.get("rua"), origin.get("rua", f"{where_domain}.rua"), ("mailto:", "https:"), problems)
 
 
-def parse_egress(raw: Any, where: str, problems: Problems) -> Egress | None:
-    """Validate an ``egress`` object: a public IPv4 address and a fully qualified name."""
+def parse_egress(raw: Any, where: str, problems: Problems, production: bool = True) -> Egress | None:
+    """Validate an ``egress`` object: an IPv4 address (public in production) and a fully qualified name.
+
+    Outside production any unicast host address is accepted (a lab or test host behind NAT).
+    """
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
@@ -255,7 +258,11 @@ def parse_egress(raw: Any, where: str, problems: Problems) -> Egress | None:
         )
         ok = False
     else:
-        if not is_public(ip):
+        if (
+            (production and not is_public(ip))
+            or IPv4Address(ip).is_unspecified
+            or IPv4Address(ip).is_multicast
+        ):
             problems.add(
                 f"{where}.address",
                 f"{ip} is not a public unicast address: receivers see the host's public (NAT) address, give that",

@@ -154,6 +154,14 @@ def test_egress_is_checked(prod_raw, egress, where, fix):
     assert msg.startswith(f"mailstack:egress.{where}: ") and fix in msg
 
 
+def test_lab_egress_may_be_a_private_host_address(dev_raw):
+    dev_raw["domains"][1]["egress"] = {"address": "10.0.0.5", "name": "out.example2.local"}
+    cfg = load_stack("dev", dev_raw)
+    assert cfg.deliverability.of("example2.local").dns.egress.address == "10.0.0.5"
+    dev_raw["domains"][1]["egress"]["address"] = "0.0.0.0"
+    assert only(dev_raw).startswith("mailstack:domains[1] (example2.local).egress.address: 0.0.0.0 is not")
+
+
 def test_production_needs_a_public_address(prod_raw):
     del prod_raw["domains"][1]["publicAddress"]
     msg = only(prod_raw)
