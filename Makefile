@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: venv deps test lint up preview bench verify e2e qr clean-venv
+.PHONY: venv deps test lint up preview bench verify dns e2e qr clean-venv
 
 venv: $(VENV)/.installed
 
@@ -38,7 +38,10 @@ bench: venv
 	$(BIN)/python -m tools.bench
 
 verify: venv
-	$(BIN)/python -m tools.verify --stack $(STACK)
+	$(BIN)/python -m tools.verify --stack $(STACK) $(VERIFY_ARGS)
+
+dns: venv
+	$(BIN)/python -m tools.dns --stack $(STACK) $(DNS_ARGS)
 
 e2e: venv
 	$(BIN)/python -m pytest tests/e2e -m e2e -v -rs $(PYTEST_ARGS)

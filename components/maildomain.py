@@ -11,6 +11,9 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components.common import docker_labels, healthcheck
+from components.dkim import dkim_keys
+from components.egress import egress_networks
+from config import dkim as dk
 from config import hashing
 from config import passwords as pw
 from config import postfix as pf
@@ -18,6 +21,7 @@ from config.model import Domain, StackConfig
 
 WRITER_STAGING = "/mailstack/staging"
 WRITER_SCRIPT = f"""set -euo pipefail
+shopt -s nullglob
 dst="${{MAILSTACK_CONFIG_DIR:-{pf.CONFIG_DIR}}}"
 src="${{MAILSTACK_STAGING:-{WRITER_STAGING}}}"
 if [ -n "${{MAILSTACK_SELF_SIGNED:-}}" ] && [ ! -s "$dst/ssl/$MAILSTACK_SELF_SIGNED-cert.pem" ]; then
@@ -46,7 +50,13 @@ for name in "$@"; do
     fail "$dst/$name is not a regular file: remove it"
   fi
   mode="$(stat -c %a "$src/$name" 2>/dev/null)" || fail "$name is missing from the staged files"
-  mkdir -p "$(dirname "$tmp")" && install -m "$mode" "$src/$name" "$tmp" || fail "could not stage $name"
+  owner=()
+  case "$name" in
+    # Rspamd reads its DKIM keys in place, as {dk.RSPAMD_OWNER} (docker-mailserver warns at start otherwise)
+    {dk.KEY_DIR}/*) owner=(-o {dk.RSPAMD_OWNER} -g {dk.RSPAMD_OWNER}) ;;
+  esac
+  mkdir -p "$(dirname "$tmp")" && install -m "$mode" "${{owner[@]}}" "$src/$name" "$tmp" \\
+    || fail "could not stage $name"
   staged+=("$tmp")
 done
 # 2. rename each into place, in argument order (the accounts file, which triggers the reload, last)
@@ -54,10 +64,18 @@ for name in "$@"; do
   mv -f "$(tmp_of "$name")" "$dst/$name"
   echo "mailstack: wrote $dst/$name"
 done
+# Signing files mailstack no longer installs (DKIM off, a rotated key) are removed, after the new ones.
+for old in "$dst/{dk.SIGNING_FILE}" "$dst/{dk.CONTROLLER_FILE}" "$dst"/{dk.KEY_DIR}/*.private.pem; do
+  [ -e "$old" ] || continue
+  keep=
+  for name in "$@"; do [ "$dst/$name" = "$old" ] && keep=1; done
+  if [ -z "$keep" ]; then rm -f "$old"; echo "mailstack: removed $old"; fi
+done
 sync
 """
 """Stages every file first and only then renames each into place, so that a failure leaves the config
-volume as it was; each file keeps its upload's permissions; the last argument's file is renamed last."""
+volume as it was; each file keeps its upload's permissions (DKIM keys
+owned by ``_rspamd``); the last argument's file is renamed last."""
 
 MAILSERVER_STOP_SECONDS = 60
 HEALTH_START_PERIOD_SECONDS = 150
@@ -181,10 +199,15 @@ class MailDomain(pulumi.ComponentResource):
             material.apply(lambda m: {"address": addresses[0], "password": m["check"]})
         )
 
-        # The accounts file is written last: its change is what triggers the reload.
-        order = [*sorted(static), pf.ACCOUNTS_FILE]
+        # DKIM keys first (before the signing config that names them); the accounts file last: its change is
+        # what triggers the reload.
+        keys = dkim_keys(name, domain.domain, stack.deliverability.of(domain.domain).dkim, parent=self)
+        order = [*(keys.key_files if keys else []), *sorted(static), pf.ACCOUNTS_FILE]
+        installed_key = keys.signing_public_key if keys else ""
         digest = pulumi.Output.unsecret(
-            accounts.apply(lambda text: pf.revision(*(static[f] for f in sorted(static)), text))
+            pulumi.Output.all(accounts, installed_key).apply(
+                lambda v: pf.revision(*(static[f] for f in sorted(static)), *v)
+            )
         )
         uploads: list[docker.ContainerUploadArgs] = [
             docker.ContainerUploadArgs(file=f"{WRITER_STAGING}/{f}", content=static[f], permissions="0644")
@@ -197,6 +220,7 @@ class MailDomain(pulumi.ComponentResource):
                 permissions="0600",  # the writer installs each file with its upload's permissions
             )
         )
+        uploads += keys.uploads(WRITER_STAGING) if keys else []
         container_name = f"{prefix}-{domain.server}"
         writer = docker.Container(
             f"{name}-config-writer",
@@ -269,7 +293,8 @@ class MailDomain(pulumi.ComponentResource):
                     name=args.network_name,
                     aliases=[domain.server, domain.hostname],
                     ipv4_address=str(domain.address),
-                )
+                ),
+                *egress_networks(name, stack, domain, parent=self),
             ],
             healthcheck=healthcheck(
                 ["CMD-SHELL", pf.HEALTHCHECK],
@@ -304,6 +329,7 @@ class MailDomain(pulumi.ComponentResource):
                 "setup": f"{docker_cmd} exec -it {container_name} setup help",
             }
         )
+        self.dkim = keys
         self.resources = {"server": server, "writer": writer, "gate": gate, "seed": seed, **volumes}
         self.register_outputs(
             {

@@ -2,6 +2,7 @@
 
 - ``network``, ``domains`` (per domain: server, hostname, container, endpoints, volumes, commands,
   config revision, webmail URL) and ``webmails``: plain.
+- ``dns``: the records each mail domain needs, by zone (``components/dnsoutput.py``): plain.
 - ``generatedPasswords`` and ``verify`` (the targets ``make verify`` checks, schema 1): secret.
 - ``vpnEndpoint``, ``vpnServerPublicKey``, ``vpnPeerConfigs`` and one ``<peer>.conf`` per peer when
   the VPN is on (the peer configs secret).
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from components.dnsoutput import dns_records
 from config import memory as mem
 from config.model import Domain, StackConfig
 from config.roundcube import webmail_url
@@ -64,6 +66,7 @@ def stack_outputs(mail: MailStack) -> dict[str, Any]:
             for name, md in mail.domains.items()
         },
         "webmails": {name: wm.url for name, wm in mail.webmails.items()},
+        "dns": dns_records(cfg, mail.domains),
         "generatedPasswords": pulumi.Output.secret(
             pulumi.Output.all(*(md.generated_passwords for md in mail.domains.values())).apply(
                 lambda maps: {k: v for m in maps for k, v in m.items()}

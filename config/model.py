@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from config import deliverability as dlv
 from config import postfix_params
 from config.addresses import Request, allocate, hash_slot
 from config.errors import ConfigError
@@ -64,9 +65,13 @@ TOP_LEVEL_KEYS = frozenset(
         "certificatesPath",
         "vpn",
     }
+    | dlv.STACK_KEYS
 )
-DOMAIN_KEYS = frozenset(
-    {"domain", "server", "ports", "users", "aliases", "hostname", "bindAddress", "address", "webmail"}
+DOMAIN_KEYS = (
+    frozenset(
+        {"domain", "server", "ports", "users", "aliases", "hostname", "bindAddress", "address", "webmail"}
+    )
+    | dlv.DOMAIN_KEYS
 )
 PORT_KEYS = ("smtp", "submission", "imap", "pop3")
 REQUIRED_PORT_KEYS = ("smtp", "submission", "imap")
@@ -207,6 +212,8 @@ class StackConfig:
     """Things the user should know that do not stop the deployment (shown by the program as warnings)."""
     memory: Memory = field(default_factory=Memory)
     """What the stack's last completed update remembered (its account hashes are reused from here)."""
+    deliverability: dlv.Deliverability = field(default_factory=dlv.Deliverability)
+    """DKIM, egress, public addresses, DMARC and TLS-RPT per domain (``config/deliverability.py``)."""
 
     def prefix(self) -> str:
         """Prefix of every Docker object name of this stack (``mailstack-dev``)."""
@@ -792,6 +799,7 @@ def load_stack(
     _check_unique(domains, problems)
     domains = _parse_aliases(usable_raw, domains, problems)
     domains = _allocate_addresses(domains, network, memory, problems)
+    deliverability = dlv.parse_deliverability(raw, raw_domains, usable_raw, domains, production, problems)
 
     vpn = None
     extra_ports: list[tuple[str, HostPort]] = []
@@ -832,6 +840,7 @@ def load_stack(
         certificates_path=certificates_path,
         explicit_passwords=explicit,
         vpn=vpn,
-        warnings=memory.notes,
+        warnings=memory.notes + deliverability.warnings(),
         memory=memory,
+        deliverability=deliverability,
     )

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from config import dkim as dk
 from config.model import Domain, StackConfig
 
 
@@ -76,6 +77,9 @@ def render_main_cf(stack: StackConfig, domain: Domain) -> str:
         f"transport_maps = texthash:{CONFIG_DIR}/{TRANSPORT_FILE}",
         f"mynetworks = cidr:{CONFIG_DIR}/{MYNETWORKS_FILE}",
     ]
+    helo = stack.deliverability.helo_name(domain.domain)
+    if helo is not None:  # the egress address's PTR name, whatever the server's own hostname is
+        lines.append(f"smtp_helo_name = {helo}")
     lines += [f"{name} = {value}" for name, value in stack.postfix]
     return "\n".join(lines) + "\n"
 
@@ -126,6 +130,22 @@ def static_files(stack: StackConfig, domain: Domain) -> dict[str, str]:
         MYNETWORKS_FILE: render_mynetworks(stack, domain),
         VIRTUAL_FILE: render_virtual(domain),
         QUOTAS_FILE: render_quotas(domain),
+        **dkim_files(stack, domain),
+    }
+
+
+def dkim_files(stack: StackConfig, domain: Domain) -> dict[str, str]:
+    """Rspamd's signing configuration and controller override, when DKIM is on for ``domain``.
+
+    Under ``rspamd/``, which docker-mailserver's change detector watches: a change restarts Rspamd inside the
+    running server (no container replacement). The key itself is a secret upload (``components/dkim.py``).
+    """
+    settings = stack.deliverability.of(domain.domain).dkim
+    if not settings.enabled:
+        return {}
+    return {
+        dk.SIGNING_FILE: dk.render_signing_conf(domain.domain, settings.sign, CONFIG_DIR),
+        dk.CONTROLLER_FILE: dk.render_controller_override(),
     }
 
 
@@ -154,6 +174,7 @@ def mailserver_env(stack: StackConfig, domain: Domain) -> dict[str, str]:
         "POSTFIX_MESSAGE_SIZE_LIMIT": str(stack.message_size_limit),
         "POSTFIX_MAILBOX_SIZE_LIMIT": str(stack.mailbox_size_limit),
         "TZ": "Etc/UTC",
+        **dk.rspamd_env(stack.deliverability.of(domain.domain).dkim),
     }
     return env
 

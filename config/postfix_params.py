@@ -201,6 +201,14 @@ MANAGED_BY_MAILSTACK: dict[str, str] = {
     "virtual_alias_maps": (
         "mailstack computes it from mailstack:domains (the `aliases` of each domain, via postfix-virtual.cf)"
     ),
+    "smtp_helo_name": (
+        "mailstack sets it from mailstack:egress.name (the PTR name of the address mail leaves from, which "
+        "SPF and forward-confirmed reverse DNS check); set mailstack:egress instead"
+    ),
+    "smtpd_milters": (
+        "docker-mailserver adds Rspamd's milter to it when mailstack:dkim is on; a value here would remove "
+        "the DKIM signer"
+    ),
 }
 """Parameters whose value mailstack derives from its own configuration (routing, peer trust, the mail
 domains and aliases), mapped to a hint; a ``mailstack:postfix`` value would break that computation."""

@@ -73,6 +73,10 @@ UPDATABLE_IN_PLACE: dict[str, frozenset[str]] = {
     "random:index/randomPassword:RandomPassword": frozenset(),
     # the engine's builtin: a changed input is an in-place update (builtins.go, cited above)
     "pulumi:index:Stash": frozenset({"input"}),
+    # hashicorp/terraform-provider-tls (bridged by pulumi-tls) internal/provider/resource_private_key.go:
+    # algorithm, rsa_bits and ecdsa_curve all force a new key. mailstack ignores rsaBits changes, so only
+    # a new selector ever gets a new key.
+    "tls:index/privateKey:PrivateKey": frozenset(),
 }
 COMPONENT_PREFIX = "mailstack:index:"
 
@@ -201,6 +205,23 @@ def _bump_image(c: dict) -> None:
     c["images"] = {**c.get("images", {}), "mailserver": "docker.io/mailserver/docker-mailserver:15.1.1"}
 
 
+def _dkim_on(c: dict) -> None:
+    c["dkim"] = {"enabled": True, "selectors": ["mail"], "sign": "mail"}
+
+
+def _add_selector(c: dict) -> None:
+    c["dkim"] = {**c["dkim"], "selectors": [*c["dkim"]["selectors"], "mail2026"]}
+
+
+def _switch_sign(c: dict) -> None:
+    c["dkim"] = {**c["dkim"], "sign": "mail2026"}
+
+
+def _dkim_rotation_base(c: dict) -> None:
+    _dkim_on(c)
+    _add_selector(c)
+
+
 CHANGES: dict[str, Callable[[dict], None]] = {
     "add user": _add_user,
     "change password": _change_password,
@@ -210,8 +231,19 @@ CHANGES: dict[str, Callable[[dict], None]] = {
     "remove domain": _remove_domain,
     "change a main.cf setting": _change_main_cf,
     "bump the mail server image": _bump_image,
+    "turn DKIM on": _dkim_on,
+    "add a selector": _add_selector,
+    "switch the signing selector": _switch_sign,
+    "add a user with DKIM on": _add_user,
 }
 """The kinds of change the README's blast-radius table measures, applied to the dev stack."""
+
+BASES: dict[str, Callable[[dict], None]] = {
+    "add a selector": _dkim_on,
+    "switch the signing selector": _dkim_rotation_base,
+    "add a user with DKIM on": _dkim_on,
+}
+"""Changes measured on the dev stack with DKIM already on (and, for the switch, two selectors)."""
 
 
 def run(config: dict) -> Program:
@@ -222,6 +254,8 @@ def run(config: dict) -> Program:
 def blast_radius(kind: str, base: dict | None = None) -> BlastRadius:
     """Measure one kind of change against ``base`` (default: the dev stack)."""
     before_config = copy.deepcopy(base if base is not None else dev_config())
+    if kind in BASES:
+        BASES[kind](before_config)
     after_config = copy.deepcopy(before_config)
     CHANGES[kind](after_config)
     return diff(run(before_config), run(after_config))

@@ -8,12 +8,13 @@
 #   wireguard-go     userspace WireGuard device (the CI kernel has no WireGuard module)
 #   php-cli          php -l on generated Roundcube config files
 #   iproute2         ip netns / ip link for the WireGuard namespaces
+#   rspamd           rspamd, rspamc, rspamadm: signs with the generated DKIM files (the DKIM signer's tests)
 #
 # Idempotent: only packages that are missing are installed; when all are present nothing runs (no apt-get
 # update either). Run as root on Debian 12 (the docker-mailserver 15.1.0 base), non-interactively.
-# Installing Postfix and Dovecot must not turn this machine into a mail server: Postfix is preseeded to
+# Installing Postfix, Dovecot and Rspamd must not turn this machine into a mail server: Postfix is preseeded to
 # "No configuration" (no system main.cf), a temporary /usr/sbin/policy-rc.d refuses every service start
-# during the install, and on a systemd host the newly installed postfix/dovecot units are disabled so
+# during the install, and on a systemd host the newly installed postfix/dovecot/rspamd units are disabled so
 # they do not start at the next boot either. The tests start their own instances on loopback ports.
 #
 # Without root or apt-get this prints what to install and exits 0: contract tests then skip locally,
@@ -29,6 +30,7 @@ PACKAGES=(
     wireguard-go
     php-cli
     iproute2
+    rspamd
 )
 
 POLICY_RC=/usr/sbin/policy-rc.d
@@ -103,7 +105,7 @@ apt-get "${APT_LOCK[@]}" install -y -qq --no-install-recommends \
 # their own instances, so keep these from starting at boot. Packages that were already installed are left
 # as their owner configured them.
 if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
-    for unit in postfix dovecot; do
+    for unit in postfix dovecot rspamd; do
         for pkg in "${MISSING[@]}"; do
             if [[ "$pkg" == "$unit" || "$pkg" == "${unit}-core" ]]; then
                 systemctl disable --quiet "${unit}.service" 2>/dev/null || true

@@ -54,6 +54,8 @@ DOCKER_PROVIDER = "kreuzwerker/terraform-provider-docker v4.5.0"
 """The Terraform provider pulumi-docker 5.x bridges, at the tag the rules were read at."""
 RANDOM_PROVIDER = "hashicorp/terraform-provider-random v3.9.0"
 """The Terraform provider pulumi-random 4.21 bridges (its ``upstream`` submodule at v4.21.1)."""
+TLS_PROVIDER = "hashicorp/terraform-provider-tls v4.2.1"
+"""The Terraform provider pulumi-tls 5.x bridges (the private key resource reads the same across v4.0-v4.2)."""
 PULUMI_ENGINE = "pulumi/pulumi v3.259.0"
 """The Pulumi engine, whose builtin provider implements ``pulumi:index:Stash``."""
 
@@ -402,6 +404,12 @@ NETWORK_RULES: dict[str, Rule] = {
         same=same_set,
         order=set_order,
     ),
+    "options": Rule(
+        EXACT,
+        _docker(_NETWORK_READ, "185-193"),
+        "read from network inspect (a bridge network's options as Docker stores them: the egress "
+        "network's com.docker.network.host_ipv4)",
+    ),
 }
 """``docker:index/network:Network`` (Terraform ``docker_network``)."""
 
@@ -438,6 +446,20 @@ RANDOM_PASSWORD_RULES: dict[str, Rule] = {
 }
 """``random:index/randomPassword:RandomPassword`` (Terraform ``random_password``)."""
 
+_KEY_SOURCE = f"{TLS_PROVIDER} internal/provider/resource_private_key.go"
+PRIVATE_KEY_RULES: dict[str, Rule] = {
+    "algorithm": Rule(
+        NOT_READ, f"{_KEY_SOURCE}:265-268", "the resource's Read is a no-op: state stays as created"
+    ),
+    "rsaBits": Rule(
+        NOT_READ,
+        f"{_KEY_SOURCE}:265-268; default {_KEY_SOURCE}:70-78",
+        "the resource's Read is a no-op; schema default 2048 (mailstack ignores later changes to it)",
+        default=2048,
+    ),
+}
+"""``tls:index/privateKey:PrivateKey`` (Terraform ``tls_private_key``): the DKIM keys."""
+
 STASH_RULES: dict[str, Rule] = {
     "input": Rule(
         NOT_READ,
@@ -455,6 +477,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "random:index/randomBytes:RandomBytes": RANDOM_BYTES_RULES,
     "random:index/randomPassword:RandomPassword": RANDOM_PASSWORD_RULES,
     "pulumi:index:Stash": STASH_RULES,
+    "tls:index/privateKey:PrivateKey": PRIVATE_KEY_RULES,
 }
 """Read-back rules by resource type, then by input property (Pulumi names)."""
 

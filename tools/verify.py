@@ -13,6 +13,11 @@ from ``pulumi stack output --json --show-secrets`` or from a JSON file, then:
 * probes every server: a wrong password is refused on submission (535) and IMAP (NO); the smtp port does
   not relay for a foreign domain; an unknown local recipient is rejected (5xx);
 * checks each webmail: the Roundcube login page is served and a login with the domain's account succeeds;
+* verifies the DKIM signature of every delivered message with dkimpy against the keys of the ``dns`` output
+  (so it works before the records are published): an unsigned or badly signed message fails its pair;
+* resolves every record of the ``dns`` output (dnspython; ``--nameserver HOST[:PORT]`` for a chosen
+  resolver) and reports each as ok, missing or different; zones under reserved names (``.local``...) are
+  skipped with the reason (``--no-dns`` skips the DNS check, ``--only-dns`` runs nothing else);
 * deletes exactly the test messages afterwards (``UID STORE +FLAGS \\Deleted`` and ``UID EXPUNGE`` on
   their UIDs only), and prints a sender x recipient matrix, the probe results and a summary.
 
@@ -35,9 +40,12 @@ import concurrent.futures
 import imaplib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tools.dns import load_records
+from tools.mailcheck import dnscheck
+from tools.mailcheck.dkimcheck import check_signature, dkim_records
 from tools.mailcheck.mail import (
     AUTH_TIMEOUT,
     SUBJECT_PREFIX,
@@ -149,11 +157,13 @@ def run(
     stack: str = "",
     pairs: Sequence[tuple[str, str]] | None = None,
     token_factory: Callable[[], str] = new_token,
+    dkim_keys: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Report:
     """Run the whole check and return the report (the caller renders it and picks the exit code).
 
     ``pairs`` limits the delivery matrix (default: every ordered pair, A -> A included); ``token_factory``
-    makes the per-message tokens (tests may pass their own).
+    makes the per-message tokens (tests may pass their own). ``dkim_keys`` (mail domain to its DKIM records,
+    ``tools.mailcheck.dkimcheck.dkim_records``) turns on the DKIM check of messages from those domains.
     """
     say = progress or (lambda _msg: None)
     # The port check uses connect_timeout; sessions wait longer, since logins may be delayed on purpose.
@@ -168,6 +178,7 @@ def run(
         pairs={(a, b): PairResult(a, b) for a, b in wanted},
         secrets=secrets,
         webmail_skipped=not webmail,
+        dkim_checked=bool(dkim_keys),
     )
 
     # 1. Every port must accept a TCP connection; the unreachable ones are reported, the rest still checked.
@@ -282,7 +293,7 @@ def run(
         web_futures = [
             pool.submit(check_webmail, t, timeout=io_timeout) for t in targets if webmail and t.webmail_url
         ]
-        _wait_for_messages(sent, mailboxes, timeout, poll_interval, say)
+        _wait_for_messages(sent, mailboxes, timeout, poll_interval, say, dkim_keys or {})
         for fut in probe_futures:
             report.probes += fut.result()
         report.webmail = [fut.result() for fut in web_futures]
@@ -311,9 +322,17 @@ def run(
 
 
 def _wait_for_messages(
-    sent: list[_Sent], mailboxes: dict[str, Mailbox], timeout: float, poll_interval: float, say: Progress
+    sent: list[_Sent],
+    mailboxes: dict[str, Mailbox],
+    timeout: float,
+    poll_interval: float,
+    say: Progress,
+    dkim_keys: Mapping[str, Mapping[str, str]],
 ) -> None:
-    """Poll every recipient INBOX in one loop until each message arrived or its deadline passed."""
+    """Poll every recipient INBOX in one loop until each message arrived or its deadline passed.
+
+    An arrived message of a sender with DKIM records has its signature verified against them.
+    """
     pending = list(sent)
     if not pending:
         return
@@ -334,8 +353,13 @@ def _wait_for_messages(
                     if not uids:
                         continue
                     s.pair.seconds = time.monotonic() - s.sent_at
-                    if mb.holds_token(uids[-1], s.pair.token):
+                    raw = mb.fetch(uids[-1])
+                    if mb.holds_token(uids[-1], s.pair.token, raw):
                         s.pair.ok, s.pair.reason = True, ""
+                        if s.pair.sender in dkim_keys:
+                            s.pair.dkim_ok, s.pair.dkim = check_signature(
+                                raw, s.pair.sender, dkim_keys[s.pair.sender]
+                            )
                     else:
                         s.pair.reason = (
                             "a message with the token's Subject arrived but its body lacks the token"
@@ -449,6 +473,18 @@ def render_report(report: Report) -> str:
         rows.append([a, *((report.pairs[(a, b)].cell() if (a, b) in report.pairs else "-") for b in rcpts)])
     out += ["  " + line for line in _table(rows)]
 
+    if report.dkim_checked:
+        out += ["", "DKIM of the delivered messages (rows: sender, columns: recipient)"]
+        rows = [["sender \\ recipient", *rcpts]]
+        for a in senders:
+            rows.append(
+                [a, *((report.pairs[(a, b)].dkim_cell() if (a, b) in report.pairs else "-") for b in rcpts)]
+            )
+        out += ["  " + line for line in _table(rows)]
+
+    if report.dns_resolver:
+        out += ["", *dnscheck.render(report.dns, report.dns_resolver)]
+
     if report.probes:
         out += ["", "Probes"]
         for server, domain in dict.fromkeys((p.server, p.domain) for p in report.probes):
@@ -483,6 +519,12 @@ def render_report(report: Report) -> str:
         f"{n_pairs}/{len(report.pairs)} deliveries ok, {n_probes}/{len(report.probes)} probes ok, "
         f"{n_web}/{len(report.webmail)} webmail logins ok"
     )
+    if report.dkim_checked:
+        checked = [p for p in report.pairs.values() if p.dkim_ok is not None]
+        summary += f", {sum(bool(p.dkim_ok) for p in checked)}/{len(checked)} DKIM signatures ok"
+    if report.dns_resolver:
+        records = [r for r in report.dns if r.record is not None]
+        summary += f", {sum(r.ok for r in records)}/{len(records)} DNS records ok"
     if c.errors:
         summary += ", cleanup failed"
     if report.unreachable:
@@ -512,17 +554,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds to wait for each message (default %(default)s)",
     )
     parser.add_argument("--no-webmail", action="store_true", help="skip the webmail checks")
+    parser.add_argument(
+        "--nameserver",
+        metavar="HOST[:PORT]",
+        help="resolver of the DNS check (default: the system's); e.g. your DNS host's name server",
+    )
+    dns_mode = parser.add_mutually_exclusive_group()
+    dns_mode.add_argument("--no-dns", action="store_true", help="skip the DNS check")
+    dns_mode.add_argument("--only-dns", action="store_true", help="run only the DNS check (no mail is sent)")
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.nameserver:
+        try:
+            dnscheck.parse_nameserver(args.nameserver)
+        except ValueError:
+            parser.error(f"--nameserver {args.nameserver!r} is not HOST[:PORT]")
     try:
         outputs = read_outputs_file(args.outputs) if args.outputs else read_stack_outputs(args.stack)
-        targets = load_targets(outputs)
-        verify = outputs["verify"]
+        zones = load_records(outputs) if "dns" in outputs or args.only_dns else None
+        targets = [] if args.only_dns else load_targets(outputs)
+        verify = outputs.get("verify")
         stack_name = verify.get("stack", "") if isinstance(verify, dict) else ""
     except OutputsError as exc:  # VerifyError included
         print(f"verify: error: {exc}", file=sys.stderr)
         return 2
+    dns_results: list[dnscheck.DnsResult] = []
+    resolver_label = ""
+    if zones is not None and not args.no_dns:
+        resolver_label = args.nameserver or "system resolver"
+        _stderr(f"checking the DNS records of {len(zones)} zone(s) ({resolver_label})")
+        dns_results = dnscheck.check_zones(zones, dnscheck.make_resolver(args.nameserver))
+    if args.only_dns:
+        lines = dnscheck.render(dns_results, resolver_label)
+        bad = [r for r in dns_results if not r.ok]
+        records = [r for r in dns_results if r.record is not None]
+        verdict = "FAIL" if bad else "PASS"
+        print(
+            "\n".join(lines), f"\nSummary: {verdict}: {len(records) - len(bad)}/{len(records)} DNS records ok"
+        )
+        return 1 if bad else 0
     if args.host:
         targets = override_host(targets, args.host)
     try:
@@ -532,10 +603,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             webmail=not args.no_webmail,
             progress=_stderr,
             stack=str(stack_name or args.stack or ""),
+            dkim_keys=dkim_records(zones) if zones else None,
         )
     except KeyboardInterrupt:
         print("verify: interrupted (test messages that had arrived were deleted)", file=sys.stderr)
         return 130
+    report.dns, report.dns_resolver = dns_results, resolver_label
     if len(report.unreachable) == 3 * len(targets):  # not a single port answers: one line, no matrix
         print(
             f"verify: error: no mail port of the stack answers (e.g. {report.unreachable[0].split(': check')[0]}):"

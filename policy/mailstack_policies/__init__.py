@@ -3,8 +3,8 @@
 Every policy stops a mistake that breaks or endangers a mail system before ``pulumi up`` applies
 it: moving image tags, unprotected mailboxes, open relays, broken routing between the servers,
 colliding ports or subnets, plaintext logins on public addresses, secrets in plain environment
-variables, well-known passwords, containers nobody restarts, and a WireGuard server that prints
-its keys. The same policies run again on ``pulumi up`` with the resolved values: resource
+variables, well-known passwords, containers nobody restarts, a WireGuard server that prints
+its keys, and (in production) a mail server that does not DKIM-sign. The same policies run again on ``pulumi up`` with the resolved values: resource
 policies before each resource is created, stack policies once the update is done (``pulumi up``
 runs a preview first, so a mandatory stack violation still stops it before anything is applied).
 
@@ -17,7 +17,7 @@ Layout:
 - one module per concern, each defining its policy (or two): :mod:`.images`,
   :mod:`.data_protection`, :mod:`.relay`, :mod:`.routing` (hostnames and routes),
   :mod:`.ports_and_subnets`, :mod:`.plaintext`, :mod:`.env_secrets`, :mod:`.credentials`,
-  :mod:`.health`, :mod:`.wireguard`.
+  :mod:`.health`, :mod:`.wireguard`, :mod:`.signing`.
 - :mod:`.production`: the ``production`` config property of the prod-only policies;
   :mod:`.shared_rules`: the rule set shared with ``config/`` (``config/rules.py``).
 
@@ -41,6 +41,7 @@ from .ports_and_subnets import unique_ports_and_subnets
 from .production import PRODUCTION_SCHEMA
 from .relay import no_open_relay
 from .routing import mail_routing, mailserver_hostnames
+from .signing import dkim_signing
 from .wireguard import wireguard_hardening
 
 PACK_NAME = "mailstack"
@@ -62,6 +63,7 @@ POLICIES: Final[list[ResourceValidationPolicy | StackValidationPolicy]] = [
     no_weak_credentials,
     health_and_restart,
     wireguard_hardening,
+    dkim_signing,
 ]
 """Every policy of the pack, in the order the pack reports them."""
 

@@ -49,6 +49,7 @@ class Registration:
     delete_before_replace: bool
     dependencies: list[str]
     inputs: dict[str, Any]
+    ignore_changes: list[str] = field(default_factory=list)
 
     def plain(self) -> dict[str, Any]:
         """Inputs with every secret unwrapped."""
@@ -111,9 +112,36 @@ def contains_secret(value: Any) -> bool:
     return False
 
 
+_RSA_KEYS: dict[str, tuple[str, str, str]] = {}
+"""One real RSA key per resource URN (and size), made once per test session: repeatable and fast."""
+
+
+def mock_rsa_key(urn: str, bits: int) -> tuple[str, str, str]:
+    """``(PKCS#1 PEM, PKCS#8 PEM, public PEM)`` of the key cached for ``urn``, generated on first use."""
+    cache_key = f"{urn}#{bits}"
+    if cache_key not in _RSA_KEYS:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        pem = serialization.Encoding.PEM
+        none = serialization.NoEncryption()
+        _RSA_KEYS[cache_key] = (
+            key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL, none).decode(),
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, none).decode(),
+            key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+        )
+    return _RSA_KEYS[cache_key]
+
+
 def mock_bytes(name: str, n: int) -> bytes:
     """Deterministic stand-in for random bytes, derived from the resource name."""
     return hashlib.sha256(f"mock:{name}".encode()).digest()[:n]
+
+
+def _urn(args: pulumi.runtime.MockResourceArgs) -> str:
+    # MockResourceArgs carries no URN; the type and logical name identify a resource within one program.
+    return f"{args.typ}::{args.name}"
 
 
 class StackMocks(pulumi.runtime.Mocks):
@@ -141,6 +169,10 @@ class StackMocks(pulumi.runtime.Mocks):
         elif args.typ == "random:index/randomPassword:RandomPassword":
             raw = base64.urlsafe_b64encode(mock_bytes(args.name, 48)).decode()
             outputs["result"] = raw[: int(args.inputs.get("length", 24))]
+        elif args.typ == "tls:index/privateKey:PrivateKey":
+            # Like pulumi-tls: the private forms are secret outputs (additional_secret_outputs).
+            pkcs1, pkcs8, public = mock_rsa_key(_urn(args), int(args.inputs.get("rsaBits", 2048)))
+            outputs.update(privateKeyPem=pkcs1, privateKeyPemPkcs8=pkcs8, publicKeyPem=public)
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
         elif args.typ == "docker:index/container:Container":
@@ -186,6 +218,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     dependencies=list(request.dependencies),
                     inputs=inputs,
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response
@@ -228,9 +261,12 @@ def run_program(
         outputs = [pulumi.Output.from_input(exported[n]) for n in names]
 
         async def _collect() -> None:
+            # The engine records the stack's outputs only when the whole program succeeded: all or none.
+            collected = {}
             for n, out in zip(names, outputs, strict=True):
                 value = await out.future(with_unknowns=True)
-                program.outputs[n] = Secret(value) if await out.is_secret() else value
+                collected[n] = Secret(value) if await out.is_secret() else value
+            program.outputs.update(collected)
 
         return pulumi.Output.from_input(_collect())
 

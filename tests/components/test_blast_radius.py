@@ -11,7 +11,8 @@ import pytest
 from tests.components.harness import Program, Registration
 from tools import blast
 
-ACCOUNT_EDITS = ["add user", "change password", "change quota", "add alias"]
+ACCOUNT_EDITS = ["add user", "change password", "change quota", "add alias", "add a user with DKIM on"]
+KEY = "tls:index/privateKey:PrivateKey"
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +114,32 @@ def test_a_changed_stash_input_is_an_update_never_a_replacement():
 def test_replace_on_change_follows_the_v4_5_0_schemas(typ, prop, action):
     (change,) = blast.diff(_one(typ, {prop: 1}), _one(typ, {prop: 2})).changes
     assert change.action == action
+
+
+def test_turning_dkim_on_replaces_each_server_once_and_creates_one_key_each(radius):
+    r = radius["turn DKIM on"]
+    replaced = [c for c in r.changes if c.role == "mailserver"]
+    assert {c.action for c in replaced} == {"replace"} and len(replaced) == 2
+    assert all(c.properties == ("envs",) for c in replaced)  # ENABLE_RSPAMD is read at start only
+    keys = [c for c in r.changes if c.type == KEY]
+    assert sorted(c.name for c in keys) == ["example1.local-dkim-mail", "example2.local-dkim-mail"]
+    assert {c.action for c in keys} == {"create"}
+    assert r.count("volume", "replace", "update", "delete", "create") == 0
+
+
+def test_adding_a_selector_only_creates_its_keys(radius):
+    r = radius["add a selector"]
+    assert [(c.type, c.name, c.action) for c in r.changes] == [
+        (KEY, "example1.local-dkim-mail2026", "create"),
+        (KEY, "example2.local-dkim-mail2026", "create"),
+    ]
+
+
+def test_switching_the_signing_selector_reruns_the_writers_only(radius):
+    r = radius["switch the signing selector"]
+    assert r.count("mailserver", "replace", "update", "create", "delete") == 0
+    assert {(c.role, c.action) for c in r.changes} == {
+        ("config-writer", "replace"),
+        ("config-gate", "update"),
+    }
+    assert not [c for c in r.changes if c.type == KEY]  # no key is replaced: the published ones stay

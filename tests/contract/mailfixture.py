@@ -159,6 +159,9 @@ class LabDomain:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12), repr=False)
     imap_enabled: bool = True
     routes: dict[str, int] = field(default_factory=dict)  # broken routes: peer domain -> port
+    milter_port: int | None = None
+    """A milter (Rspamd's proxy) on this loopback port for the submission service, as docker-mailserver adds
+    Rspamd to smtpd_milters; ``None``: no milter."""
 
     def __post_init__(self) -> None:
         """Name the account ``user<index>@<domain>``."""
@@ -194,13 +197,21 @@ class MailLab:
     """Two Postfix+Dovecot domains on loopback; ``start()``/``stop()``, plus knobs to break things."""
 
     def __init__(
-        self, postfix: str, dovecot: str, postsuper: str, domains: tuple[str, ...] = DOMAINS
+        self,
+        postfix: str,
+        dovecot: str,
+        postsuper: str,
+        domains: tuple[str, ...] = DOMAINS,
+        milters: dict[str, int] | None = None,
     ) -> None:
         """Prepare (not start) the lab; the program paths come from ``require_tool``."""
         self.postfix, self.dovecot, self.postsuper = postfix, dovecot, postsuper
         self.root = Path(tempfile.mkdtemp(prefix="mailstack-lab-"))
         self.root.chmod(0o755)
-        self.domains = [LabDomain(name, i + 1, self.root / f"d{i + 1}") for i, name in enumerate(domains)]
+        self.domains = [
+            LabDomain(name, i + 1, self.root / f"d{i + 1}", milter_port=(milters or {}).get(name))
+            for i, name in enumerate(domains)
+        ]
         self.mail_user = pwd.getpwnam("mail")
         self.tls_dir = self.root / "tls"
         self.ca_file = self.tls_dir / "ca.pem"
@@ -298,6 +309,11 @@ biff = no
             "  -o smtpd_sasl_auth_enable=yes",
             "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject",
             "  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject",
+            *(
+                [f"  -o smtpd_milters=inet:127.0.0.1:{d.milter_port}", "  -o milter_default_action=tempfail"]
+                if d.milter_port
+                else []
+            ),
             *(" ".join(row) for row in daemons),
         ]
         (d.postfix_dir / "master.cf").write_text("\n".join(lines) + "\n")

@@ -472,6 +472,10 @@ CHANGED_USER = "user3@example2.local"
 ALIAS = "info@example2.local"
 """The alias the change step adds; it forwards to ``ALIAS_TARGET``."""
 ALIAS_TARGET = "user3@example2.local"
+EGRESS_DOMAIN = "example2.local"
+"""The domain the deliverability step gives its own egress network."""
+EGRESS_NAME = "egress.example2.local"
+"""Its HELO name (not its mail host's name, whose A record is the lab's loopback address)."""
 WRITER_USER = "user6@example2.local"
 """The account the broken-writer step adds, so that example2.local's config writer runs again."""
 OBSTACLE = "postfix-virtual.cf"
@@ -521,9 +525,12 @@ class Plan:
         """Docker name of a mail server container (``mailstack-<stack>-mta1``)."""
         return f"mailstack-{self.stack}-{server}"
 
-    def raw_config(self, *, changed: bool = False, writer_user: bool = False) -> dict[str, Any]:
+    def raw_config(
+        self, *, changed: bool = False, writer_user: bool = False, egress_address: str | None = None
+    ) -> dict[str, Any]:
         """The ``mailstack:*`` configuration (keys without the namespace, passwords apart), before or after
-        the change step (and with ``WRITER_USER``, after the broken-writer step)."""
+        the change step (and with ``WRITER_USER``, after the broken-writer step; with ``egress_address``,
+        after the deliverability step: DKIM on, and ``EGRESS_DOMAIN`` sending from that host address)."""
         domains: list[dict[str, Any]] = []
         for spec, ports in zip(DOMAINS, self.ports, strict=True):
             users: list[dict[str, Any]] = [{"name": u, "quota": "1G"} for u in spec.users]
@@ -544,14 +551,23 @@ class Plan:
                     entry["aliases"] = {alias_local: [ALIAS_TARGET]}
             if writer_user and WRITER_USER.endswith(f"@{spec.domain}"):
                 users.append({"name": WRITER_USER.split("@")[0], "quota": NEW_USER_QUOTA})
+            if egress_address is not None and spec.domain == EGRESS_DOMAIN:
+                entry["egress"] = {"address": egress_address, "name": EGRESS_NAME}
             domains.append(entry)
-        return {
+        raw: dict[str, Any] = {
             "bindAddress": "127.0.0.1",
             "protectData": False,
             "network": {"name": self.network_name, "subnet": str(self.subnet)},
             "postfix": dict(POSTFIX_SETTINGS),
             "domains": domains,
         }
+        if egress_address is not None:
+            raw["dkim"] = {"enabled": True}
+        return raw
+
+    def egress_network(self) -> str:
+        """Docker name of ``EGRESS_DOMAIN``'s own egress network."""
+        return f"mailstack-{self.stack}-{EGRESS_DOMAIN.replace('.', '-')}-egress"
 
     def account_passwords(self, *, changed: bool = False) -> dict[str, Secret]:
         """The password of every account, before or after the change step."""
@@ -690,6 +706,28 @@ def writer_user_entries(plan: Plan) -> list[ConfigEntry]:
     after = flatten_config(NAMESPACE, plan.raw_config(changed=True, writer_user=True))
     entries = [ConfigEntry(k, v) for k, v in config_delta(before, after).items()]
     return [*entries, ConfigEntry(password_key(WRITER_USER), plan.writer_user_password)]
+
+
+def deliverability_entries(plan: Plan, egress_address: str) -> list[ConfigEntry]:
+    """The entries of the deliverability step (after the broken-writer step): DKIM on, an own egress."""
+    before = flatten_config(NAMESPACE, plan.raw_config(changed=True, writer_user=True))
+    after = flatten_config(
+        NAMESPACE, plan.raw_config(changed=True, writer_user=True, egress_address=egress_address)
+    )
+    return [ConfigEntry(k, v) for k, v in config_delta(before, after).items()]
+
+
+def host_source_address(run: Runner, timeout: float) -> str | None:
+    """The host's own address on its default route (``ip -4 route get``: computed locally, nothing sent)."""
+    found = run(["ip", "-4", "route", "get", "192.0.2.1"], timeout)
+    match = re.search(r"\bsrc (\d+\.\d+\.\d+\.\d+)", found.stdout) if found.ok else None
+    return match.group(1) if match else None
+
+
+def default_gateway(ip_route: str) -> str | None:
+    """The gateway of the ``default`` line of ``ip -4 route`` output."""
+    match = re.search(r"^default via (\d+\.\d+\.\d+\.\d+)", ip_route, re.MULTILINE)
+    return match.group(1) if match else None
 
 
 RETRY_RE = re.compile(r"pulumi up --stack (?P<stack>\S+) --replace '(?P<urn>urn:pulumi:[^']+)'")

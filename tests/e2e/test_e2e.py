@@ -14,9 +14,13 @@ The tests run in file order against one deployment (the module fixture ``deploym
     error that names the server and gives the retry command, the running server untouched; a plain
     ``up`` stops the same way; once the obstacle is gone the printed ``--replace`` command recovers and
     the added user logs in, still without replacing the server;
-12. the policy pack runs on preview and flags the unprotected data volumes;
-13. ``destroy`` removes the containers and the network and keeps the data volumes;
-14. the retained mail volumes hold the messages of step 9.
+12. DKIM on and ``example2.local`` on its own egress network: each server is replaced once and healthy, the
+    egress server says its egress name in HELO and takes its default route through the egress network
+    (Docker Engine 28 and newer), the host translates that network to the egress address, and every
+    delivered test message is signed, verified against the ``dns`` output;
+13. the policy pack runs on preview and flags the unprotected data volumes;
+14. ``destroy`` removes the containers and the network and keeps the data volumes;
+15. the retained mail volumes hold the messages of step 9.
 
 A test that builds on an earlier step is skipped, naming the step, when that step failed.
 """
@@ -45,6 +49,8 @@ from tests.e2e.support import (
     WRITER_USER,
 )
 from tools import verify
+from tools.dns import load_records
+from tools.mailcheck.dkimcheck import dkim_records
 
 pytestmark = pytest.mark.e2e
 
@@ -317,6 +323,89 @@ def test_a_failed_config_write_stops_safely_and_the_printed_command_recovers(dep
         what=f"IMAP login of {WRITER_USER} after the recovery",
     )
     assert ok, f"{WRITER_USER} cannot log in after the recovery: {reason}"
+
+
+def _docker_major(dep: Deployment) -> int | None:
+    found = dep.run(["docker", "version", "--format", "{{.Server.Version}}"], dep.timeouts.docker_info)
+    match = re.match(r"(\d+)\.", found.stdout.strip()) if found.ok else None
+    return int(match.group(1)) if match else None
+
+
+def _in_server(dep: Deployment, server: str, *command: str) -> str:
+    found = dep.run(["docker", "exec", dep.plan.container(server), *command], dep.timeouts.docker_info)
+    assert found.ok, f"docker exec {server} {' '.join(command)} failed: {found.reason()}"
+    return found.stdout
+
+
+def test_dkim_and_an_own_egress_sign_and_route(deployment: Deployment) -> None:
+    dep = deployment
+    dep.require("up")
+    address = support.host_source_address(dep.run, dep.timeouts.docker_info)
+    if address is None:
+        pytest.skip("the Docker host has no default route (ip -4 route get): no address to send mail from")
+    with dep.step("deliverability"):
+        dep.set_config(support.deliverability_entries(dep.plan, address))
+        dep.pulumi(
+            f"pulumi up: DKIM on, {support.EGRESS_DOMAIN} sending from {address} (replaces each server once)",
+            dep.stack.up,
+        )
+    for spec in DOMAINS:
+        ident = dep.server_identities()[spec.server]
+        assert ident is not None and (ident.status, ident.health) == ("running", "healthy"), (
+            f"{spec.server} after turning DKIM on: {ident.describe() if ident else 'missing'}"
+        )
+    egress_server = next(d.server for d in DOMAINS if d.domain == support.EGRESS_DOMAIN)
+    other_server = next(d.server for d in DOMAINS if d.domain != support.EGRESS_DOMAIN)
+    assert _in_server(dep, egress_server, "postconf", "-h", "smtp_helo_name").strip() == support.EGRESS_NAME
+    # The route inside the server: its default gateway is the egress network's (Engine 28 honours
+    # gw_priority); the other server keeps the stack network's.
+    inspect = dep.run(
+        [
+            "docker",
+            "network",
+            "inspect",
+            "--format",
+            "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}",
+            dep.plan.egress_network(),
+        ],
+        dep.timeouts.docker_info,
+    )
+    assert inspect.ok, f"the egress network {dep.plan.egress_network()} is missing: {inspect.reason()}"
+    gateway, subnet = inspect.stdout.split()
+    major = _docker_major(dep)
+    routes = _in_server(dep, egress_server, "ip", "-4", "route")
+    if major is not None and major >= 28:
+        assert support.default_gateway(routes) == gateway, (
+            f"{egress_server} does not route through its egress network ({gateway}):\n{routes}"
+        )
+        assert f"via {gateway}" in _in_server(dep, egress_server, "ip", "-4", "route", "get", "192.0.2.1")
+    else:
+        dep.say(f"Docker Engine {major} ignores gw_priority: the route check needs 28 or newer ({routes!r})")
+    assert support.default_gateway(_in_server(dep, other_server, "ip", "-4", "route")) == str(
+        dep.plan.subnet.network_address + 1
+    )
+    # The source address: the host translates the egress network to the configured address.
+    nat = dep.run(["iptables", "-t", "nat", "-S", "POSTROUTING"], dep.timeouts.docker_info)
+    if nat.ok:
+        rules = [line for line in nat.stdout.splitlines() if f"-s {subnet}" in line]
+        assert any(f"--to-source {address}" in line for line in rules), (
+            f"no SNAT of {subnet} to {address} on the host: {rules}"
+        )
+    else:
+        dep.say(f"iptables is not readable here ({nat.reason()}): the SNAT rule was not checked")
+    # Every delivered test message is signed by its sender's domain, verified against the dns output.
+    outputs = dep.outputs().raw
+    keys = dkim_records(load_records(outputs))
+    assert sorted(keys) == sorted(d.domain for d in DOMAINS), (
+        f"DKIM records in the dns output: {sorted(keys)}"
+    )
+    report = verify.run(
+        verify.load_targets(outputs), timeout=dep.timeouts.verify, webmail=False, probes=False, dkim_keys=keys
+    )
+    text = verify.render_report(report)
+    dep.say(text)
+    unsigned = [f"{a} -> {b}: {p.dkim_cell()}" for (a, b), p in report.pairs.items() if p.dkim_ok is not True]
+    assert report.passed and not unsigned, f"mail is not signed as published: {unsigned}\n{text}"
 
 
 def test_policy_pack_runs_on_preview(deployment: Deployment) -> None:

@@ -791,3 +791,38 @@ def test_the_program_deploys_the_plan_and_the_change_touches_no_mail_server() ->
     webmail = {d["domain"]: d["webmail"] for d in verify_domains}
     assert webmail[support.WEBMAIL_DOMAIN] == {"url": f"http://127.0.0.1:{p.webmail_port}/"}
     assert [d for d, w in webmail.items() if w] == [support.WEBMAIL_DOMAIN]
+
+
+# --- the deliverability step --------------------------------------------------------------------------
+
+
+def test_deliverability_step_turns_dkim_on_and_gives_one_domain_its_egress() -> None:
+    p = plan()
+    entries = {e.key: e.value for e in support.deliverability_entries(p, "10.1.2.3")}
+    assert entries == {
+        "mailstack:dkim.enabled": "true",
+        "mailstack:domains[1].egress.address": "10.1.2.3",
+        "mailstack:domains[1].egress.name": support.EGRESS_NAME,
+    }
+    raw = p.raw_config(changed=True, writer_user=True, egress_address="10.1.2.3")
+    passwords = {a: s.reveal() for a, s in p.account_passwords(changed=True).items()}
+    passwords[support.WRITER_USER] = p.writer_user_password.reveal()
+    cfg = load_stack(p.stack, raw, passwords)  # the model accepts it (a lab egress may be private)
+    assert cfg.deliverability.helo_name(support.EGRESS_DOMAIN) == support.EGRESS_NAME
+    assert cfg.deliverability.of(support.EGRESS_DOMAIN).dns.own_egress
+    assert p.egress_network() == f"mailstack-{p.stack}-example2-local-egress"
+
+
+def test_route_parsers() -> None:
+    table = (
+        "default via 172.31.0.1 dev eth1\n172.30.0.0/24 dev eth0 proto kernel scope link src 172.30.0.200\n"
+    )
+    assert support.default_gateway(table) == "172.31.0.1"
+    assert support.default_gateway("172.30.0.0/24 dev eth0\n") is None
+
+    def run(args: Sequence[str], timeout: float) -> CommandResult:
+        assert list(args) == ["ip", "-4", "route", "get", "192.0.2.1"]
+        return CommandResult(0, "192.0.2.1 via 10.0.0.1 dev ens3 src 10.0.0.7 uid 0\n    cache\n")
+
+    assert support.host_source_address(run, 5) == "10.0.0.7"
+    assert support.host_source_address(lambda a, t: CommandResult(2, "", "RTNETLINK answers"), 5) is None

@@ -115,7 +115,8 @@ def test_dev_stack_preview_is_clean() -> None:
 def test_dev_stack_under_the_prod_config_is_blocked(dev_program: Program) -> None:
     found = evaluate(dev_program, load_config("prod"))
     assert {v.level for v in found} == {"mandatory"}
-    assert {v.policy for v in found} == {"no-weak-credentials"}
+    assert {v.policy for v in found} == {"no-weak-credentials", "dkim-signing"}
+    assert summary(found)[("dkim-signing", "example1.local-server")] == 1  # the lab does not sign
 
 
 # --- one broken production stack per policy -------------------------------------------------------
@@ -223,7 +224,7 @@ BROKEN = [
             ("mail-data-protected", "example.net-mail"): 1,
             ("mail-data-protected", "example.net-state"): 1,
         },
-        config=_prod_with(production=False, protectData=False),
+        config=_prod_with(production=False, protectData=False, dkim={"enabled": True}),
         refused_by_model={"protectData": False},
     ),
     Broken(
@@ -274,8 +275,16 @@ BROKEN = [
     Broken(
         "no-weak-credentials: password123 (production switched off to get past validation)",
         {("no-weak-credentials", "example.org-config-writer"): 1},
-        config=_prod_with(production=False, passwords={"alice@example.org": "password123"}),
+        config=_prod_with(
+            production=False, dkim={"enabled": True}, passwords={"alice@example.org": "password123"}
+        ),
         refused_by_model={"passwords": {"alice@example.org": "password123"}},
+    ),
+    Broken(
+        "dkim-signing: DKIM off (production switched off to get past validation)",
+        {("dkim-signing", "example.org-server"): 1, ("dkim-signing", "example.net-server"): 1},
+        config=_prod_with(production=False, dkim={"enabled": False}),
+        refused_by_model={"dkim": {"enabled": False}},
     ),
     Broken(
         "health-and-restart: the VPN without a health check",

@@ -21,7 +21,7 @@ NAMES = {p.name for p in POLICIES}
 
 
 def test_policies_have_unique_names_and_one_sentence_descriptions() -> None:
-    assert len(NAMES) == len(POLICIES) == 11
+    assert len(NAMES) == len(POLICIES) == 12
     for p in POLICIES:
         assert re.fullmatch(r"[a-z]+(-[a-z]+)*", p.name), p.name
         assert p.description.endswith(".") and p.description.count(". ") == 0, p.description
@@ -35,6 +35,7 @@ def test_stack_policies_are_the_graph_rules() -> None:
         "mailserver-hostnames",
         "mail-routing",
         "unique-host-ports-and-subnets",
+        "dkim-signing",
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from policy.mailstack_policies import data_protection, ports_and_subnets, routing
+from policy.mailstack_policies import data_protection, ports_and_subnets, routing, signing
 from policy.mailstack_policies.resources import CONTAINER, NETWORK, VOLUME
 from tests.policy.builders import (
     STRONG,
@@ -371,3 +371,90 @@ def test_ports_and_subnets_missing_and_unknown() -> None:
         policy_resource({"name": "x", "ports": [{"internal": 25.0, "external": U_STR}]}, CONTAINER, "x"),
     ]
     assert run(ports_and_subnets.validate_ports_and_subnets, stack_args(*resources)) == []
+
+
+# --- dkim-signing -------------------------------------------------------------------------------------
+
+PROD = {"production": True}
+
+
+def _signing_stack(
+    conf1: str | None = "default", rspamd1: str | None = "1", key1: bool = True, unknown_conf: bool = False
+) -> list:
+    from config import dkim as dk
+
+    stacks = []
+    for domain, server, conf, rspamd, key in (
+        ("example1.local", "mta1", conf1, rspamd1, key1),
+        ("example2.local", "mta2", "default", "1", True),
+    ):
+        files = mail_files(domain, server, {})
+        if conf is not None:
+            files[dk.SIGNING_FILE] = (
+                dk.render_signing_conf(domain, "mail", "/tmp/docker-mailserver")
+                if conf == "default"
+                else conf
+            )
+        if key:
+            files[dk.key_file(domain, "mail")] = "-----BEGIN PRIVATE KEY-----\n..."
+        w = writer(domain, server, files)
+        if unknown_conf and domain == "example1.local":
+            for u in w["uploads"]:
+                if u["file"].endswith(dk.SIGNING_FILE):
+                    u["content"] = U_STR
+        env_values = {"ENABLE_RSPAMD": rspamd} if rspamd is not None else {}
+        stacks += [
+            policy_resource(w, CONTAINER, f"{domain}-config-writer"),
+            policy_resource(mailserver(domain, server, env_values=env_values), CONTAINER, f"{domain}-server"),
+        ]
+    return stacks
+
+
+def test_dkim_signing_accepts_servers_that_sign() -> None:
+    assert run(signing.validate_dkim_signing, stack_args(*_signing_stack(), config=PROD)) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"rspamd1": None}, "ENABLE_RSPAMD is not 1"),
+        ({"rspamd1": "0"}, "ENABLE_RSPAMD is not 1"),
+        ({"conf1": None}, "none of its config files is rspamd/override.d/dkim_signing.conf"),
+        ({"conf1": "enabled = false;\n"}, "dkim_signing.conf switches signing off"),
+        (
+            {"conf1": 'domain {\n  example9.local {\n    path = "/k";\n    selector = "mail";\n  }\n}\n'},
+            "names no key and selector for example1.local",
+        ),
+        ({"key1": False}, "is not among the files its config writer installs"),
+    ],
+)
+def test_dkim_signing_reports_a_server_that_does_not_sign(kwargs: dict, expected: str) -> None:
+    found = run(signing.validate_dkim_signing, stack_args(*_signing_stack(**kwargs), config=PROD))
+    assert len(found) == 1, found
+    message, urn = found[0]
+    assert message.startswith(
+        "Mail server 'mailstack-dev-mta1' does not DKIM-sign mail from example1.local: "
+    )
+    assert expected in message and urn is not None and urn.endswith("example1.local-server")
+
+
+def test_dkim_signing_only_in_production_and_tolerates_unknowns() -> None:
+    broken = _signing_stack(rspamd1="0")
+    assert run(signing.validate_dkim_signing, stack_args(*broken, config={"production": False})) == []
+    assert len(run(signing.validate_dkim_signing, stack_args(*broken))) == 1  # no config: production assumed
+    unknown = _signing_stack(unknown_conf=True)
+    assert run(signing.validate_dkim_signing, stack_args(*unknown, config=PROD)) == []
+
+
+def test_parse_signing_conf_reads_the_generated_file() -> None:
+    from config import dkim as dk
+
+    text = dk.render_signing_conf("example.org", "mail2026", "/tmp/docker-mailserver")
+    enabled, domains = signing.parse_signing_conf(text)
+    assert enabled
+    assert domains == {
+        "example.org": {
+            "path": "/tmp/docker-mailserver/rspamd/dkim/example.org.mail2026.private.pem",
+            "selector": "mail2026",
+        }
+    }

@@ -45,3 +45,12 @@ def make_domains(n: int, users: int = 2) -> list[dict[str, Any]]:
 def dev_raw() -> dict[str, Any]:
     """A fresh copy of the dev stack's raw configuration."""
     return copy.deepcopy(DEV_RAW)
+
+
+def make_production(raw: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``raw`` (the dev stack) into a valid production stack: public addresses and an egress."""
+    raw["production"] = True
+    raw["egress"] = {"address": "203.0.113.10", "name": "mail.example1.local"}
+    for i, d in enumerate(raw["domains"]):
+        d["publicAddress"] = f"203.0.113.{10 + i}"
+    return raw

@@ -9,7 +9,7 @@ import pytest
 
 from config.errors import ConfigError
 from config.model import load_stack, static_address
-from tests.unit.conftest import DEV_RAW, make_domains
+from tests.unit.conftest import DEV_RAW, make_domains, make_production
 
 
 def problems_of(raw, passwords=None, stack="dev") -> list[str]:
@@ -178,7 +178,7 @@ def test_password_for_unknown_address(dev_raw):
     ("password", "fix"), [("password123", "well-known"), ("short-pw", "shorter than 12")]
 )
 def test_production_refuses_weak_passwords(dev_raw, password, fix):
-    dev_raw["production"] = True
+    make_production(dev_raw)
     msg = one_problem(dev_raw, {"user1@example1.local": password})
     assert "mailstack:passwords.user1@example1.local" in msg and fix in msg
     assert "password123" not in msg.replace("mailstack:passwords", "")  # the value is never echoed
@@ -187,7 +187,7 @@ def test_production_refuses_weak_passwords(dev_raw, password, fix):
 
 
 def test_production_accepts_strong_password(dev_raw):
-    dev_raw["production"] = True
+    make_production(dev_raw)
     cfg = load_stack("prod", dev_raw, {"user1@example1.local": "correct horse battery staple"})
     assert cfg.production
 

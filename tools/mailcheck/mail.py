@@ -172,12 +172,16 @@ class Mailbox:
             raise imaplib.IMAP4.error(f"UID SEARCH failed: {data!r}")
         return [uid for chunk in data if chunk for uid in chunk.split()]
 
-    def holds_token(self, uid: bytes, token: str) -> bool:
-        """True when message ``uid`` carries ``token`` in its body (fetched with PEEK: no \\Seen flag)."""
+    def fetch(self, uid: bytes) -> bytes:
+        """The whole message ``uid`` as delivered (fetched with PEEK: no \\Seen flag); empty when it is gone."""
         typ, data = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
         if typ != "OK":
-            return False
-        raw = b"".join(part[1] for part in data if isinstance(part, tuple))
+            return b""
+        return b"".join(part[1] for part in data if isinstance(part, tuple))
+
+    def holds_token(self, uid: bytes, token: str, raw: bytes | None = None) -> bool:
+        """True when message ``uid`` (or its already fetched ``raw`` text) carries ``token`` in its body."""
+        raw = self.fetch(uid) if raw is None else raw
         return token.encode() in raw.split(b"\r\n\r\n", 1)[-1]
 
     def delete(self, uids: Sequence[bytes]) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tools.mailcheck.dnscheck import DnsResult
+
 MASK = "********"
 
 
@@ -18,6 +20,16 @@ class PairResult:
     seconds: float | None = None
     reason: str = ""
     token: str = ""
+    dkim_ok: bool | None = None
+    """DKIM result of the delivered message: ``None`` when not checked (DKIM off for the sender, or no mail)."""
+    dkim: str = ""
+    """What the DKIM check found (``d=example.org s=mail``, ``unsigned: ...``)."""
+
+    def dkim_cell(self) -> str:
+        """DKIM matrix cell: ``ok d=... s=...``, ``off`` or ``FAIL: <reason>``."""
+        if self.dkim_ok is None:
+            return self.dkim or "off"
+        return f"ok {self.dkim}" if self.dkim_ok else f"FAIL: {self.dkim}"
 
     def cell(self) -> str:
         """Matrix cell text: ``ok 1.8s`` or ``FAIL: <reason>``."""
@@ -70,12 +82,18 @@ class Report:
     cleanup: CleanupResult = field(default_factory=CleanupResult)
     unreachable: list[str] = field(default_factory=list)
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    dkim_checked: bool = False
+    """True when the stack publishes DKIM records for some domain (the report shows the DKIM matrix)."""
+    dns: list[DnsResult] = field(default_factory=list)
+    dns_resolver: str = ""
+    """Where the DNS check asked (``system resolver`` or ``HOST:PORT``); empty when it did not run."""
 
     @property
     def passed(self) -> bool:
         """True when every pair, probe, webmail check and the cleanup passed and every port answered."""
         return (
-            all(p.ok for p in self.pairs.values())
+            all(p.ok and p.dkim_ok is not False for p in self.pairs.values())
+            and all(r.ok for r in self.dns)
             and all(p.ok for p in self.probes)
             and all(w.ok for w in self.webmail)
             and not self.cleanup.errors
