@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -130,8 +131,8 @@ class MailDomain(pulumi.ComponentResource):
     """Secret: generated passwords of the accounts without an explicit one."""
     check_account: pulumi.Output[dict[str, str]]
     """Secret: address and password of the account ``make verify`` uses for this domain."""
-    account_memory: pulumi.Output[dict[str, tuple[str, str]]]
-    """Secret: ``(hash, keyed fingerprint)`` of every account, for the stack's memory."""
+    account_memory: pulumi.Output[str]
+    """Secret: JSON of ``address: [hash, keyed fingerprint]`` of every account, for the stack's memory."""
     config_revision: pulumi.Output[str]
     """Digest of the generated files; resolves only after the writer exited with status 0."""
 
@@ -191,13 +192,14 @@ class MailDomain(pulumi.ComponentResource):
                 },
             }
 
-        material = pulumi.Output.secret(pulumi.Output.all(seed.base64, args.passwords).apply(_accounts))
+        # Secret because its inputs are. (Output.secret of an Output would walk its whole value once more,
+        # creating an Output per entry: measurable in a stack of thousands of accounts.)
+        material = pulumi.Output.all(pulumi.Output.secret(seed.base64), args.passwords).apply(_accounts)
         accounts = material.apply(lambda m: m["accounts"])
-        self.generated_passwords = pulumi.Output.secret(material.apply(lambda m: m["generated"]))
-        self.account_memory = pulumi.Output.secret(material.apply(lambda m: m["memory"]))
-        self.check_account = pulumi.Output.secret(
-            material.apply(lambda m: {"address": addresses[0], "password": m["check"]})
-        )
+        self.generated_passwords = material.apply(lambda m: m["generated"])
+        # JSON text: the stack's memory gathers one per domain, and a text is one value to gather
+        self.account_memory = material.apply(lambda m: json.dumps(m["memory"], sort_keys=True))
+        self.check_account = material.apply(lambda m: {"address": addresses[0], "password": m["check"]})
 
         # DKIM keys first (before the signing config that names them); the accounts file last: its change is
         # what triggers the reload.

@@ -6,11 +6,12 @@
 - ``generatedPasswords`` and ``verify`` (the targets ``make verify`` checks, schema 1): secret.
 - ``vpnEndpoint``, ``vpnServerPublicKey``, ``vpnPeerConfigs`` and one ``<peer>.conf`` per peer when
   the VPN is on (the peer configs secret).
-- ``memory``: secret, read back by the next run (``config.memory``).
+- ``memory``: secret JSON text, read back by the next run (``config.memory``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import pulumi
@@ -81,9 +82,10 @@ def stack_outputs(mail: MailStack) -> dict[str, Any]:
                 }
             )
         ),
-        mem.OUTPUT: pulumi.Output.secret(
-            pulumi.Output.all(*(md.account_memory for md in mail.domains.values())).apply(
-                lambda maps: memory_value(cfg, {a: e for m in maps for a, e in m.items()})
+        # secret already (the account memories are); JSON text, the one value the next run reads back
+        mem.OUTPUT: pulumi.Output.all(*(md.account_memory for md in mail.domains.values())).apply(
+            lambda texts: mem.dump(
+                memory_value(cfg, {a: tuple(e) for t in texts for a, e in json.loads(t).items()})
             )
         ),
     }

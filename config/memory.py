@@ -23,6 +23,7 @@ exports it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -57,13 +58,18 @@ def server_key(domain: str) -> str:
 
 
 def parse(raw: Any) -> Memory:
-    """Read a memory as exported by :func:`render`; anything unusable is dropped, with a note.
+    """Read a memory as exported by :func:`dump` (or its object); anything unusable is dropped, with a note.
 
     ``raw`` is the output's value (``None`` when the stack has none yet: a first deployment, or
     a stack deployed before mailstack had a memory).
     """
     if raw is None:
         return Memory()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return Memory(notes=("the stack's memory output is not JSON; ignored (it is rewritten on up)",))
     if not isinstance(raw, Mapping):
         return Memory(notes=("the stack's memory output is not an object; ignored (it is rewritten on up)",))
     schema = raw.get("schema")
@@ -112,3 +118,12 @@ def render(
         "addresses": {k: str(addresses[k]) for k in sorted(addresses)},
         "accounts": {a: list(accounts[a]) for a in sorted(accounts)},
     }
+
+
+def dump(value: Mapping[str, Any]) -> str:
+    """The memory output's text: compact JSON with sorted keys (byte-identical when nothing changed).
+
+    Text rather than an object, because the SDK turns every entry of an object output into an Output
+    of its own on the way, and a memory of ten thousand accounts would cost seconds.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

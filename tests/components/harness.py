@@ -258,7 +258,11 @@ def run_program(
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         exported = getattr(psettings.get_root_resource(), "outputs", {}) or {}
         names = sorted(exported)
-        outputs = [pulumi.Output.from_input(exported[n]) for n in names]
+        # an exported Output is awaited as it is (from_input would rebuild its value entry by entry)
+        outputs = [
+            v if isinstance(v, pulumi.Output) else pulumi.Output.from_input(v)
+            for v in (exported[n] for n in names)
+        ]
 
         async def _collect() -> None:
             # The engine records the stack's outputs only when the whole program succeeded: all or none.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
 from ipaddress import IPv4Address
 
@@ -30,15 +30,16 @@ def test_the_program_reads_its_own_stack_before_declaring_anything():
 
 def test_memory_output_is_secret_versioned_and_names_every_server_address(dev_program):
     memory = dev_program.outputs["memory"]
-    assert isinstance(memory, Secret)
-    assert memory.value["schema"] == 1
-    assert memory.value["addresses"] == {
+    assert isinstance(memory, Secret) and isinstance(memory.value, str)  # compact JSON text
+    value = json.loads(memory.value)
+    assert value["schema"] == 1
+    assert value["addresses"] == {
         f"server:{d}": server_address(dev_program, d) for d in ("example1.local", "example2.local")
     }
 
 
 def test_remembered_addresses_are_used_by_the_server_and_its_peers():
-    memory = copy.deepcopy(unwrap(run(dev_config()).outputs["memory"]))
+    memory = json.loads(unwrap(run(dev_config()).outputs["memory"]))
     memory["addresses"]["server:example1.local"] = "172.28.77.7"  # where an earlier update put mta1
     program = run(dev_config(), memory=memory)
     assert server_address(program, "example1.local") == "172.28.77.7"
@@ -47,7 +48,9 @@ def test_remembered_addresses_are_used_by_the_server_and_its_peers():
         for u in unwrap(program.named("example2.local-config-writer").inputs)["uploads"]
     }["postfix-mynetworks.cidr"]
     assert "172.28.77.7/32 mta1" in mynetworks
-    assert unwrap(program.outputs["memory"])["addresses"]["server:example1.local"] == "172.28.77.7"
+    assert (
+        json.loads(unwrap(program.outputs["memory"]))["addresses"]["server:example1.local"] == "172.28.77.7"
+    )
 
 
 def _colliding_domain(config: dict) -> str:
@@ -74,7 +77,7 @@ def test_a_colliding_domain_deploys_and_stays_when_the_other_goes():
     )
     first = run(config)  # no memory, yet no error: the newcomer takes the next free address
     a, b = server_address(first, "example1.local"), server_address(first, other)
-    assert a == unwrap(run(dev_config()).outputs["memory"])["addresses"]["server:example1.local"]  # unmoved
+    assert a == json.loads(unwrap(run(dev_config()).outputs["memory"]))["addresses"]["server:example1.local"]
     assert IPv4Address(b) == IPv4Address(a) + 1
     config["domains"].pop(0)  # example1.local leaves; its hash slot is free now
     config["passwords"] = {k: v for k, v in config["passwords"].items() if not k.endswith("@example1.local")}
@@ -88,7 +91,7 @@ def test_a_newer_memory_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixtu
     with caplog.at_level(logging.WARNING):
         program = run(dev_config(), memory={"schema": 99, "addresses": {}})
     assert "layout version 99" in caplog.text
-    assert unwrap(program.outputs["memory"])["schema"] == 1  # and the run writes a fresh one
+    assert json.loads(unwrap(program.outputs["memory"]))["schema"] == 1  # and the run writes a fresh one
 
 
 def test_a_failed_run_exports_no_memory():

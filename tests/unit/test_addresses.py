@@ -144,7 +144,9 @@ def test_memory_round_trips_through_json():
     ("raw", "found", "note"),
     [
         (None, False, None),
-        ("garbage", False, "not an object"),
+        ("garbage", False, "not JSON"),
+        ("[1, 2]", False, "not an object"),
+        (42, False, "not an object"),
         ({"schema": 2, "addresses": {}}, False, "layout version 2"),
         ({"addresses": {}}, False, "layout version None"),
         ({"schema": 1, "addresses": []}, True, "no usable addresses"),
