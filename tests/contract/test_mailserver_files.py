@@ -132,6 +132,39 @@ def test_every_account_hash_verified_by_doveadm(stack):
     assert "(verified)" in run(doveadm, "pw", "-t", hashed, "-p", "password123").stdout
 
 
+def test_doveadm_verifies_reused_and_fresh_hashes_alike():
+    """The stack's memory hands back deployed hashes; Dovecot must accept them as it accepts fresh ones."""
+    from tests.components.conftest import run as run_stack
+    from tests.components.harness import dev_config, unwrap
+
+    doveadm = require_tool("doveadm", "dovecot-core")
+    first = run_stack(dev_config())
+    changed = dev_config()
+    changed["passwords"]["user3@example2.local"] = "changed-password-789"
+    changed["domains"][0]["users"].append({"name": "user7"})  # a new account, generated password
+    second = run_stack(changed, memory=first.outputs["memory"])
+
+    def accounts(program) -> dict[str, str]:
+        lines: dict[str, str] = {}
+        for reg in program.of_type("docker:index/container:Container"):
+            for upload in unwrap(reg.inputs).get("uploads") or []:
+                if upload["file"].endswith("/" + pf.ACCOUNTS_FILE):
+                    for line in upload["content"].splitlines()[1:]:
+                        address, hashed = line.split("|", 1)
+                        lines[address] = hashed
+        return lines
+
+    before, after = accounts(first), accounts(second)
+    reused = {a for a in after if before.get(a) == after[a]}
+    fresh = set(after) - reused
+    assert fresh == {"user3@example2.local", "user7@example1.local"} and len(reused) == 3
+    known = {**changed["passwords"], **unwrap(second.outputs["generatedPasswords"])}
+    for address, hashed in after.items():
+        ok = run(doveadm, "pw", "-t", hashed, "-p", known[address])
+        assert ok.returncode == 0 and "(verified)" in ok.stdout, (address, ok.stderr)
+    assert run(doveadm, "pw", "-t", after["user1@example1.local"], "-p", "wrong").returncode != 0
+
+
 def _writer(
     tmp_path: Path,
     files: dict[str, str],
