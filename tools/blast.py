@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.components.harness import Program, Registration, dev_config, run_program, unwrap
+from tests.components.harness import Program, Registration, StackMocks, dev_config, run_program, unwrap
 
 # Which input properties a provider updates in place; every other input change replaces the resource.
 # Docker: kreuzwerker/terraform-provider-docker v4.5.0 (what pulumi-docker 5.x bridges), every schema
@@ -246,9 +246,15 @@ BASES: dict[str, Callable[[dict], None]] = {
 """Changes measured on the dev stack with DKIM already on (and, for the switch, two selectors)."""
 
 
-def run(config: dict) -> Program:
-    """Run the program with ``config`` as ``pulumi up`` would see it (passwords secret)."""
-    return run_program(copy.deepcopy(config), secret_keys=("mailstack:passwords",))
+def run(config: dict, memory: Any = None) -> Program:
+    """Run the program with ``config`` as ``pulumi up`` would see it (passwords secret).
+
+    ``memory`` is the ``memory`` output of the update before, as the program reads it back.
+    """
+    outputs = {} if memory is None else {"memory": unwrap(memory)}
+    return run_program(
+        copy.deepcopy(config), secret_keys=("mailstack:passwords",), mocks=StackMocks(stack_outputs=outputs)
+    )
 
 
 def blast_radius(kind: str, base: dict | None = None) -> BlastRadius:
@@ -258,7 +264,8 @@ def blast_radius(kind: str, base: dict | None = None) -> BlastRadius:
         BASES[kind](before_config)
     after_config = copy.deepcopy(before_config)
     CHANGES[kind](after_config)
-    return diff(run(before_config), run(after_config))
+    before = run(before_config)
+    return diff(before, run(after_config, memory=before.outputs["memory"]))
 
 
 def table(rows: dict[str, BlastRadius]) -> str:
