@@ -233,7 +233,8 @@ def program_rows(floor: Floor, sizes: Sequence[tuple[int, int]], repeat: int) ->
     """The first-deployment, unchanged and one-user-added rows of each size."""
     from tests.components.harness import dev_config
 
-    lines = []
+    lines: list[str] = []
+    printed = 0
     with tempfile.TemporaryDirectory() as tmp:
         for domains, users in [(0, 0), *sizes]:
             config = dev_config() if domains == 0 else scale_config(domains, users)
@@ -257,7 +258,8 @@ def program_rows(floor: Floor, sizes: Sequence[tuple[int, int]], repeat: int) ->
                     f"peak resident memory of the 200 x 50 runs: {peak:.0f} MB (target < {RSS_TARGET_MB} MB: "
                     f"{'meets' if peak < RSS_TARGET_MB else 'MISSES'})"
                 )
-            print("\n".join(lines[-3:] + ([lines[-1]] if (domains, users) == (200, 50) else [])), flush=True)
+            print("\n".join(lines[printed:]), flush=True)
+            printed = len(lines)
     return lines
 
 

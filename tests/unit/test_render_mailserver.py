@@ -176,3 +176,18 @@ def test_manual_tls_needs_certificates_path(dev_raw):
     dev_raw["tls"] = "manual"
     with pytest.raises(Exception, match="certificatesPath: is required with tls: manual"):
         load_stack("dev", dev_raw)
+
+
+@pytest.mark.parametrize(
+    ("address", "hashed"),
+    [
+        ("a|b@x.org", "{SHA512-CRYPT}$6$s$h"),
+        ("a@x.org", "{SHA512-CRYPT}$6$s$h x"),
+        ("a@x.org", "h|extra"),
+        ("a@x.org", "h\tx"),
+        ("a@x.org", "h\n"),
+    ],
+)
+def test_render_accounts_refuses_a_line_that_would_split(address, hashed):
+    with pytest.raises(ValueError, match="invalid account line"):
+        pf.render_accounts([(address, hashed)], "r")
