@@ -9,6 +9,7 @@
 #   job.sh health          health check: the loop is alive and neither the repository check nor the
 #                          last run failed
 #   job.sh restic ARGS     restic with the stack's repository, password and credentials
+#   job.sh forget          the retention step alone (forget --prune with the stack's keep rules)
 #   job.sh status          the result of the last run
 #   job.sh due-selftest    reads "minute hour day month weekday" lines, prints 1 (due) or 0 per line
 #
@@ -187,10 +188,10 @@ random_hex() { od -A n -N 6 -t x1 /dev/urandom | tr -d ' \n'; }
 # backup_domain INDEX: marker, export, snapshot of one domain; sets DOMAIN_RESULT ("ok ..." or "failed ...").
 backup_domain() {
     eval "name=\$D$1_NAME dir=\$D$1_DIR smtp_host=\$D$1_SMTP_HOST smtp_port=\$D$1_SMTP_PORT webmail=\$D$1_WEBMAIL"
+    eval "address=\$D$1_DRILL maildir=\$D$1_DRILL_MAILDIR"
     # shellcheck disable=SC2154
     root="$DATA_DIR/$dir"
     problems=""
-    address="$DRILL_LOCAL_PART@$name"
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     msgid="mailstack-drill.$stamp.$(random_hex)@$name"
     set -- --tag mailstack --tag "stack=$STACK" --tag "domain=$name"
@@ -199,7 +200,7 @@ backup_domain() {
         uid=""
         waited=0
         while :; do
-            uid=$(marker_uid "$root/mail/$name/$DRILL_LOCAL_PART" "$msgid") && break
+            uid=$(marker_uid "$root/$maildir" "$msgid") && break
             if [ "$waited" -ge "$MARKER_TIMEOUT" ]; then
                 uid=""
                 break
@@ -244,6 +245,12 @@ backup_domain() {
     else
         DOMAIN_RESULT="ok $name"
     fi
+}
+
+# The retention: only this stack's host; one group per domain (its paths), markers ignored.
+forget() {
+    # shellcheck disable=SC2086
+    run_restic forget --host "$RESTIC_HOST" --group-by host,paths $KEEP_ARGS --prune
 }
 
 acquire_lock() {
@@ -297,8 +304,7 @@ run_all() {
             "$DATA_DIR/$EDGE_DIR" || { RUN_FAILED=1; results="${results}failed edge certificates
 "; }
     fi
-    # shellcheck disable=SC2086
-    if ! run_restic forget --host "$RESTIC_HOST" --group-by host,paths $KEEP_ARGS --prune; then
+    if ! forget; then
         RUN_FAILED=1
         results="${results}failed forget --prune
 "
@@ -367,6 +373,7 @@ case ${1:-} in
     once) shift; mkdir -p "$STATE_DIR"; prepare_repository && run_all manual "${1:-}" ;;
     health) health ;;
     restic) shift; run_restic "$@" ;;
+    forget) forget ;;
     status) cat "$STATE_DIR/status" 2>/dev/null || echo "no run yet" ;;
     due-selftest)
         while read -r m h d mo w; do
@@ -374,7 +381,7 @@ case ${1:-} in
         done
         ;;
     *)
-        echo "usage: job.sh loop | once [DOMAIN] | health | status | restic ARGS... | due-selftest" >&2
+        echo "usage: job.sh loop | once [DOMAIN] | health | status | restic ARGS... | forget | due-selftest" >&2
         exit 64
         ;;
 esac
