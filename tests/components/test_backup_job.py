@@ -272,3 +272,26 @@ def test_the_same_config_declares_byte_identical_inputs():
     first, second = run(dev_backup_config()), run(dev_backup_config())
     job = lambda p: unwrap(p.containers()["mailstack-dev-backup"].inputs)  # noqa: E731
     assert json.dumps(job(first), sort_keys=True) == json.dumps(job(second), sort_keys=True)
+
+
+def test_turning_backups_on_touches_no_mail_server_no_webmail_and_no_volume():
+    from tools import blast
+
+    r = blast.blast_radius("turn backups on")
+    assert r.count("mailserver", "replace", "update", "create", "delete") == 0, r.changes
+    assert r.count("webmail", "replace", "update", "create", "delete") == 0, r.changes
+    assert r.count("volume", "replace", "update", "delete") == 0, r.changes
+    created = sorted((c.role, c.name) for c in r.changes if c.action == "create")
+    assert created == [
+        ("", "mailstack-backup-image"),
+        ("backup", "backup-job"),
+        ("volume", "backup-cache"),
+        ("volume", "backup-example1.local-webmail-export"),
+        ("volume", "backup-example2.local-webmail-export"),
+        ("webmail-export", "backup-example1.local-webmail-export"),
+        ("webmail-export", "backup-example2.local-webmail-export"),
+    ]
+    # the marker accounts reach the servers through their config writers, like any new account
+    writers = sorted(c.name for c in r.changes if c.role == "config-writer")
+    assert writers == ["example1.local-config-writer", "example2.local-config-writer"]
+    assert r.row()["servers replaced"] == 0
