@@ -295,3 +295,16 @@ def test_turning_backups_on_touches_no_mail_server_no_webmail_and_no_volume():
     writers = sorted(c.name for c in r.changes if c.role == "config-writer")
     assert writers == ["example1.local-config-writer", "example2.local-config-writer"]
     assert r.row()["servers replaced"] == 0
+
+
+def test_restore_recreates_a_volume_with_exactly_the_labels_the_program_declares(dev_program: Program):
+    from tools.backups.restore import create_volume_argv
+    from tools.backups.target import load_target
+
+    target = load_target({"backup": unwrap(dev_program.outputs["backup"])})
+    declared = {unwrap(r.inputs["name"]): labels_of(r) for r in dev_program.of_type(VOLUME)}
+    for domain in target.domains.values():
+        for v in domain.restored_volumes():
+            argv = create_volume_argv(v)
+            labels = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--label")
+            assert argv[-1] == v.name and labels == declared[v.name]
