@@ -637,3 +637,51 @@ def test_the_tools_read_real_restic_output(first_run: FirstRun):
     assert f"{D1} (1 snapshot)" in text and f"{D2} (1 snapshot)" in text
     assert "last run: ok manual run" in text and "MISSING" not in text
     assert PASSWORD not in text
+
+
+def test_the_restore_and_drill_steps_with_real_restic_busybox_and_dovecot(
+    first_run: FirstRun, mail_lab: MailLab
+):
+    """The restore container's restic arguments, the drill's uidlist script and its IMAP check, for real."""
+    from tools.backups import drill
+    from tools.backups.restore import restore_argvs
+
+    run, lab = first_run, mail_lab
+    raw = next(s for s in run.snapshots if f"domain={D1}" in s["tags"])
+    target = load_target({"backup": backup_output(run.job)})
+    (snap,) = [s for s in snaps.parse_snapshots(json.dumps([raw]))]
+    live = lab.domain(D1).dir
+    mail_path, queue_path = str(live / "mail"), str(live / "queue")
+    _, consumer = restore_argvs(target, "image", snap, [("v1", mail_path), ("v2", queue_path)], "name")
+    restic_args = consumer[consumer.index("mailstack-restore") + 1 :]
+    out = run.job.root / "restore-args"
+    restic_args[restic_args.index("--target") + 1] = str(out)  # here, not into /
+    proc = run.job.restic(*restic_args)
+    assert proc.returncode == 0, proc.stderr
+    restored = out / live.relative_to("/")
+    assert sorted(p.name for p in restored.iterdir()) == ["mail", "queue"]  # exactly the included paths
+    assert (restored / "mail" / D1).is_dir()
+
+    marker = snap.marker
+    user = lab.domain(D1).user
+    local_part = user.split("@")[0] + "/Maildir"
+    script = drill.marker_script(D1, local_part, marker, root=str(restored / "mail"))
+    found = subprocess.run(
+        [run.job.busybox, "sh", "-c", script], env=run.job.env, capture_output=True, text=True
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    uid, _, count = found.stdout.split()
+    assert int(uid) == snap.marker_uid
+    assert int(count) == len(imap_uids(lab, D1))
+
+    check = subprocess.run(
+        ["python3", "-c", drill.IMAP_CHECK, user, marker, str(lab.domain(D1).imap_port)],
+        input=lab.domain(D1).password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
+    answer = json.loads(check.stdout)
+    assert answer == {"exists": len(imap_uids(lab, D1)), "uids": [snap.marker_uid]}
+    assert lab.domain(D1).password not in check.stdout + check.stderr

@@ -53,8 +53,9 @@ DRILL_LABEL = "mailstack.drill"
 IMAP_CHECK = r"""
 import imaplib, json, ssl, sys
 address, message_id = sys.argv[1], sys.argv[2]
+port = int(sys.argv[3]) if len(sys.argv) > 3 else 143
 password = sys.stdin.readline().rstrip("\n")
-imap = imaplib.IMAP4("127.0.0.1", 143, timeout=30)
+imap = imaplib.IMAP4("127.0.0.1", port, timeout=30)
 if "STARTTLS" in imap.capabilities:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -71,9 +72,12 @@ print(json.dumps({"exists": exists, "uids": uids}))
 """Runs inside the scratch server (docker-mailserver ships Python 3); the password arrives on stdin."""
 
 
-def marker_script(domain: str, local_part: str, message_id: str) -> str:
-    """Busybox script printing ``<uid> <file>`` of the marker from the restored uidlist, and the message count."""
-    maildir = f"/m/{domain}/{local_part}"
+def marker_script(domain: str, local_part: str, message_id: str, root: str = "/m") -> str:
+    """Busybox script printing ``<uid> <file> <messages>`` of the marker from the restored uidlist.
+
+    ``root`` is where the restored mail volume is mounted (``/m`` in the helper container).
+    """
+    maildir = f"{root}/{domain}/{local_part}"
     return (
         f"d={maildir}; f=$(grep -l -F 'Message-ID: <{message_id}>' $d/new/* $d/cur/* 2>/dev/null | head -n 1); "
         'test -n "$f" || { echo "no file with the marker"; exit 3; }; '
