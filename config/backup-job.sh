@@ -324,7 +324,15 @@ run_all() {
     [ "$RUN_FAILED" = 0 ]
 }
 
+# As PID 1 the shell ignores SIGTERM unless it traps it; sleeping in the background lets `docker stop`
+# end the loop at once (a run in progress finishes first, within the stop grace period).
+nap() {
+    sleep "$1" &
+    wait $!
+}
+
 loop() {
+    trap 'log "stopping"; exit 0' TERM INT
     mkdir -p "$STATE_DIR"
     rm -f "$STATE_DIR/repository-failed"
     log "stack $STACK, restic host $RESTIC_HOST, $DOMAIN_COUNT domain(s); $(restic version 2>/dev/null | head -n 1)"
@@ -332,7 +340,7 @@ loop() {
         : >"$STATE_DIR/repository-failed"
         date -u +%s >"$STATE_DIR/heartbeat"
         log "cannot open the repository (see above); retrying in 60 s"
-        sleep 60
+        nap 60
     done
     rm -f "$STATE_DIR/repository-failed"
     log "repository ready; schedule (UTC): minutes$SCHEDULE_MINUTES hours$SCHEDULE_HOURS"
@@ -347,7 +355,7 @@ loop() {
             run_all scheduled || :
         fi
         seconds=$(num "$(date -u +%S)")
-        sleep $((60 - seconds))
+        nap $((60 - seconds))
     done
 }
 

@@ -64,6 +64,7 @@ answer() {
 }
 
 loop() {
+    trap 'log "stopping"; exit 0' TERM INT  # PID 1 ignores SIGTERM without a trap
     mkdir -p "$REQUESTS"
     log "watching $REQUESTS for the backup job's requests (database $DB)"
     while :; do
@@ -72,7 +73,8 @@ loop() {
             [ -f "$request" ] || continue
             answer "$request"
         done
-        sleep "$POLL_SECONDS"
+        sleep "$POLL_SECONDS" &
+        wait $!
     done
 }
 

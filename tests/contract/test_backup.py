@@ -102,6 +102,7 @@ def busybox_path(directory: Path, busybox: str, restic: str) -> str:
     applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
     for applet in applets:
         (directory / applet).symlink_to(busybox)
+    (directory / "busybox").symlink_to(busybox)
     (directory / "restic").symlink_to(restic)
     return str(directory)
 
@@ -685,3 +686,59 @@ def test_the_restore_and_drill_steps_with_real_restic_busybox_and_dovecot(
     answer = json.loads(check.stdout)
     assert answer == {"exists": len(imap_uids(lab, D1)), "uids": [snap.marker_uid]}
     assert lab.domain(D1).password not in check.stdout + check.stderr
+
+
+FAKE_DATE = """#!/bin/sh
+# date at the test's clock: the seconds since the epoch in $MAILSTACK_TEST_CLOCK
+case " $* " in *" -d "*) exec busybox date "$@" ;; esac
+exec busybox date -d "@$(cat "$MAILSTACK_TEST_CLOCK")" "$@"
+"""
+FAKE_SLEEP = """#!/bin/sh
+# sleep moves the test's clock instead of waiting; past the end it stops the loop like `docker stop`
+now=$(( $(cat "$MAILSTACK_TEST_CLOCK") + ${1%.*} ))
+echo "$now" >"$MAILSTACK_TEST_CLOCK"
+[ "$now" -lt "$MAILSTACK_TEST_END" ] || kill -TERM "$PPID"
+"""
+
+
+def test_the_loop_runs_at_exactly_the_minutes_config_cron_computes(tools: tuple[str, str], tmp_path: Path):
+    """The job's real loop on a simulated clock (date and sleep replaced): four hours of minutes, one run
+    at each scheduled minute and only then, and `docker stop`'s SIGTERM ends it cleanly."""
+    busybox, restic = tools
+    job = make_job(tmp_path / "loop", None, busybox, restic)
+    schedule = parse_cron("17 * * * *")
+    conf = job.conf.read_text() + "".join(f"{k}='{v}'\n" for k, v in schedule.shell_fields().items())
+    job.conf.write_text(conf)
+    bin_dir = Path(job.env["PATH"])
+    for name, text in (("date", FAKE_DATE), ("sleep", FAKE_SLEEP)):
+        (bin_dir / name).unlink()
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    start = datetime(2026, 12, 1, 2, 59, 30, tzinfo=UTC)
+    end = start + timedelta(hours=4)
+    clock = tmp_path / "clock"
+    clock.write_text(str(int(start.timestamp())))
+    env = {**job.env, "MAILSTACK_TEST_CLOCK": str(clock), "MAILSTACK_TEST_END": str(int(end.timestamp()))}
+    proc = subprocess.run(
+        [busybox, "sh", str(job.conf.parent / "job.sh"), "loop"],
+        env={**env, "MAILSTACK_JOB_CONF": str(job.conf)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mailstack-backup: stopping" in proc.stdout
+    started = [
+        datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        for line in proc.stdout.splitlines()
+        if line.endswith("scheduled run started")
+    ]
+    expected, t = [], start
+    while (t := schedule.next_run(t)) < end:
+        expected.append(t)
+    assert len(expected) == 4
+    assert started == expected
+    assert proc.stdout.count("scheduled run ok") == 4, proc.stdout
+    beat = int((tmp_path / "loop" / "state" / "heartbeat").read_text())
+    assert end.timestamp() - 60 <= beat <= end.timestamp()
