@@ -308,3 +308,11 @@ def test_restore_recreates_a_volume_with_exactly_the_labels_the_program_declares
             argv = create_volume_argv(v)
             labels = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--label")
             assert argv[-1] == v.name and labels == declared[v.name]
+
+
+def test_a_refresh_stores_what_the_backup_resources_declare(dev_program: Program, prod_program: Program):
+    from tools import readback
+
+    for program in (dev_program, prod_program):
+        assert readback.program_missing(program) == []
+        assert readback.program_drift(program) == []
