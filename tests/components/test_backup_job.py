@@ -316,3 +316,26 @@ def test_a_refresh_stores_what_the_backup_resources_declare(dev_program: Program
     for program in (dev_program, prod_program):
         assert readback.program_missing(program) == []
         assert readback.program_drift(program) == []
+
+
+def test_the_edge_hook_mounts_the_certificate_volume_read_only(monkeypatch: pytest.MonkeyPatch):
+    """Once the stack has an edge, its certificate volume is handed to the job (the hook): mounted read-only
+    under /data/_edge and announced in the job's settings."""
+    import functools
+
+    import components.stack
+
+    monkeypatch.setattr(
+        components.stack,
+        "BackupJobArgs",
+        functools.partial(
+            components.stack.BackupJobArgs, edge_certificates_volume="mailstack-dev-edge-certs"
+        ),
+    )
+    program = run(dev_backup_config())
+    job = program.containers()["mailstack-dev-backup"]
+    mounts = {m["containerPath"]: m for m in unwrap(job.inputs)["volumes"]}
+    edge = mounts[f"{bk.DATA_DIR}/{bk.EDGE_DIR}"]
+    assert (edge["volumeName"], edge["readOnly"]) == ("mailstack-dev-edge-certs", True)
+    settings = next(unwrap(u["content"]) for u in job.inputs["uploads"] if u["file"] == bk.JOB_SETTINGS_PATH)
+    assert f"EDGE_DIR={bk.EDGE_DIR}" in settings

@@ -742,3 +742,16 @@ def test_the_loop_runs_at_exactly_the_minutes_config_cron_computes(tools: tuple[
     assert proc.stdout.count("scheduled run ok") == 4, proc.stdout
     beat = int((tmp_path / "loop" / "state" / "heartbeat").read_text())
     assert end.timestamp() - 60 <= beat <= end.timestamp()
+
+
+def test_the_edge_certificates_get_their_own_snapshot(tools: tuple[str, str], tmp_path: Path):
+    busybox, restic = tools
+    job = make_job(tmp_path / "edge", None, busybox, restic)
+    job.conf.write_text(job.conf.read_text() + f"EDGE_DIR={bk.EDGE_DIR}\n")
+    edge = tmp_path / "edge" / "data" / bk.EDGE_DIR
+    edge.mkdir(parents=True)
+    (edge / "mail.example.org.crt").write_text("certificate")
+    proc = job.run("once")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (snapshot,) = job.snapshots()
+    assert snapshot["paths"] == [str(edge)] and "scope=edge" in snapshot["tags"]
