@@ -696,3 +696,30 @@ def test_clock_helpers():
     assert snapshots.human_age(timedelta(days=3, hours=4)) == "3 d 4 h"
     assert snapshots.human_size(None) == "?" and snapshots.human_size(512) == "512 B"
     assert snapshots.human_size(3 * 1024**3) == "3.0 GiB"
+
+
+def test_make_snapshots_prints_the_report(tmp_path):
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(output()))
+    engine = world()
+    printed: list[str] = []
+    code = cli.main(
+        ["--outputs", str(outputs), "snapshots"],
+        docker_factory=lambda h: Docker(h, engine),
+        out=printed.append,
+    )
+    assert code == 0
+    (text,) = printed
+    assert "example1.local (2 snapshots)" in text and "example2.local (1 snapshot)" in text
+    assert "last run: ok scheduled run at 2026-12-01T03:00:00Z, 12 s" in text
+    assert (
+        "exec",
+        JOB,
+        "/bin/sh",
+        bk.JOB_SCRIPT_PATH,
+        "restic",
+        "snapshots",
+        "--json",
+        "--host",
+        "mailstack-dev",
+    ) in engine.commands()
