@@ -37,6 +37,10 @@ def load(backup, secrets=None, *, plain=False, production=False, passwords=None,
 def problems(backup, secrets=None, **kwargs) -> list[str]:
     with pytest.raises(ConfigError) as err:
         load(backup, secrets, **kwargs)
+    if kwargs.get("production"):  # the lab's domains lack what production needs besides backups (egress...)
+        return [
+            p for p in err.value.problems if p.startswith(("mailstack:backup", "mailstack:backupSecrets"))
+        ]
     return err.value.problems
 
 
