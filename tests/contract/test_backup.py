@@ -360,6 +360,20 @@ def test_the_marker_is_in_the_mailbox_with_the_uid_of_the_tag(first_run: FirstRu
         marker = next(t for t in s["tags"] if t.startswith("marker="))[len("marker=") :]
         uid = int(next(t for t in s["tags"] if t.startswith("marker-uid="))[len("marker-uid=") :])
         assert (uid, f"<{marker}>") in imap_uids(mail_lab, domain)
+        maildir = (
+            mail_lab.domain(domain).dir
+            / "mail"
+            / domain
+            / mail_lab.domain(domain).user.split("@")[0]
+            / "Maildir"
+        )
+        files = [p for sub in ("cur", "new") for p in (maildir / sub).iterdir()]
+        (text,) = [
+            t for t in (p.read_text(errors="replace") for p in files) if f"Message-ID: <{marker}>" in t
+        ]
+        # a null envelope sender and the job's own .invalid From: never judged by the domain's SPF or DMARC
+        assert "Return-Path: <>" in text
+        assert "From: mailstack backup job <backup@mailstack-dev-backup.invalid>" in text
 
 
 def tree(root: Path) -> dict[str, tuple]:
