@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -243,9 +243,6 @@ def choose(snapshots: Sequence[Snapshot], domain: str, selector: str) -> Snapsho
     shown = ", ".join(s.short_id for s in reversed(own[-5:]))
     what = "matches several snapshots" if found else "is not a snapshot of this domain"
     raise Refused(f"SNAPSHOT={selector} {what}; the newest ones of {domain}: {shown} (or latest)")
-
-
-NowFn = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
