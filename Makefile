@@ -49,5 +49,22 @@ e2e: venv
 qr: venv
 	$(BIN)/python -m tools.qr $(PEER) --stack $(STACK)
 
+# Backups (README "Backups"): run now, list, restore a domain, prove the newest snapshots restore.
+.PHONY: backup snapshots restore restore-drill
+BACKUPS := $(BIN)/python -m tools.backups --stack $(STACK)
+
+backup: venv
+	$(BACKUPS) backup $(if $(DOMAIN),--domain $(DOMAIN))
+
+snapshots: venv
+	$(BACKUPS) snapshots
+
+restore: venv
+	@test -n "$(DOMAIN)" || { echo "usage: make restore DOMAIN=example.org [SNAPSHOT=latest] [FORCE=1]"; exit 2; }
+	$(BACKUPS) restore --domain $(DOMAIN) --snapshot $(or $(SNAPSHOT),latest) $(if $(filter 1,$(FORCE)),--force)
+
+restore-drill: venv
+	$(BACKUPS) drill $(if $(DOMAIN),--domain $(DOMAIN))
+
 clean-venv:
 	rm -rf $(VENV)

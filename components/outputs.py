@@ -7,6 +7,7 @@
 - ``vpnEndpoint``, ``vpnServerPublicKey``, ``vpnPeerConfigs`` and one ``<peer>.conf`` per peer when
   the VPN is on (the peer configs secret).
 - ``memory``: secret JSON text, read back by the next run (``config.memory``).
+- ``backup`` when backups are on (``components/backup.py``): plain, read by ``tools/backups``.
 """
 
 from __future__ import annotations
@@ -97,4 +98,6 @@ def stack_outputs(mail: MailStack) -> dict[str, Any]:
         for peer in cfg.vpn.peers if cfg.vpn is not None else ():
             # one secret output per peer, like the original lab's peerN.conf files
             outputs[f"{peer}.conf"] = pulumi.Output.secret(vpn.peer_configs.apply(lambda c, p=peer: c[p]))
+    if mail.backup is not None:  # what the backup tools read (no secret in it)
+        outputs["backup"] = mail.backup.outputs
     return outputs

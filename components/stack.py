@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from components.backup import BackupJob, BackupJobArgs
 from components.maildomain import MailDomain, MailDomainArgs
 from components.outputs import stack_outputs
 from components.vpn import WireGuardVpn, WireGuardVpnArgs
@@ -29,6 +30,8 @@ class MailStackArgs:
     once per domain by the SDK: quadratic in the number of domains)."""
     docker_host: str | None = None
     """``docker:host`` of the stack, only used in printed commands."""
+    backup_secrets: pulumi.Input[Mapping[str, str]] | None = None
+    """Secret ``mailstack:backupSecrets`` (restic password, backend credentials), when backups are on."""
 
 
 GC_THRESHOLDS = (500_000, 100, 1000)
@@ -61,6 +64,8 @@ class MailStack(pulumi.ComponentResource):
     """The validated configuration the stack was built from."""
     outputs: dict[str, pulumi.Input]
     """The stack outputs by name (``components.outputs``), for ``__main__.py`` to export."""
+    backup: BackupJob | None
+    """The scheduled backup job, when ``mailstack:backup.enabled``."""
 
     def __init__(self, name: str, args: MailStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Declare the network, the pinned images and every mail domain."""
@@ -109,10 +114,12 @@ class MailStack(pulumi.ComponentResource):
                 opts=child,
             )
         self.webmails = {}
+        webmail_image_id: pulumi.Output[str] | None = None
         if any(d.webmail for d in cfg.domains):
             webmail_image = docker.RemoteImage(
                 f"{name}-webmail-image", name=cfg.images["webmail"], keep_locally=True, opts=child
             )
+            webmail_image_id = webmail_image.image_id
             for d in cfg.domains:
                 if d.webmail is not None:
                     self.webmails[d.domain] = Webmail(
@@ -136,6 +143,26 @@ class MailStack(pulumi.ComponentResource):
                     image=cfg.images["vpn"],
                     network_name=network.name,
                     labels={"mailstack.stack": cfg.stack},
+                ),
+                opts=child,
+            )
+        self.backup = None
+        if cfg.backup is not None:
+            backup_image = docker.RemoteImage(
+                f"{name}-backup-image", name=cfg.images["backup"], keep_locally=True, opts=child
+            )
+            self.backup = BackupJob(
+                "backup",
+                BackupJobArgs(
+                    stack=cfg,
+                    network_name=network.name,
+                    domains=self.domains,
+                    webmails=self.webmails,
+                    image_id=backup_image.image_id,
+                    webmail_image_id=webmail_image_id,
+                    secrets=pulumi.Output.secret(args.backup_secrets or {}),
+                    docker_host=args.docker_host,
+                    depends_on=list(self.domains.values()),
                 ),
                 opts=child,
             )

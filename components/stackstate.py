@@ -41,6 +41,11 @@ def read_config(namespace: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     return raw, passwords
 
 
+def stored_as_secret(key: str) -> bool:
+    """Whether the full config ``key`` was set with ``--secret`` (the engine lists the secret keys)."""
+    return runtime_config.is_config_secret(key) or key in runtime_config.get_config_secret_keys_env()
+
+
 def own_stack_name() -> str:
     """The fully qualified name of the running stack (``organization/mailstack/dev`` on a local backend)."""
     org = pulumi.get_organization() or "organization"  # the name local (DIY) backends use

@@ -20,6 +20,8 @@ from typing import Any
 from config import deliverability as dlv
 from config import postfix_params
 from config.addresses import Request, allocate, hash_slot
+from config.backup import DEFAULT_IMAGE as BACKUP_IMAGE
+from config.backup import BackupConfig, add_drill_accounts, parse_backup
 from config.errors import ConfigError
 from config.memory import Memory, server_key
 from config.rules import WEAK_PASSWORDS, image_problem
@@ -31,6 +33,7 @@ DEFAULT_IMAGES: dict[str, str] = {
     "mailserver": "docker.io/mailserver/docker-mailserver:15.1.0",
     "webmail": "docker.io/roundcube/roundcubemail:1.6.16-apache",
     "vpn": VPN_IMAGE,
+    "backup": BACKUP_IMAGE,
 }
 
 QUOTA_RE = re.compile(r"^([0-9]+(B|k|M|G|T)|0)$")
@@ -64,6 +67,8 @@ TOP_LEVEL_KEYS = frozenset(
         "tls",
         "certificatesPath",
         "vpn",
+        "backup",
+        "backupSecrets",
     }
     | dlv.STACK_KEYS
 )
@@ -214,6 +219,8 @@ class StackConfig:
     """What the stack's last completed update remembered (its account hashes are reused from here)."""
     deliverability: dlv.Deliverability = field(default_factory=dlv.Deliverability)
     """DKIM, egress, public addresses, DMARC and TLS-RPT per domain (``config/deliverability.py``)."""
+    backup: BackupConfig | None = None
+    """The parsed ``mailstack:backup`` when backups are on, else ``None`` (``config.backup``)."""
 
     def prefix(self) -> str:
         """Prefix of every Docker object name of this stack (``mailstack-dev``)."""
@@ -730,14 +737,18 @@ def load_stack(
     raw: Mapping[str, Any],
     passwords: Mapping[str, Any] | None = None,
     memory: Memory | None = None,
+    *,
+    backup_secrets: Mapping[str, Any] | None = None,
+    backup_secrets_in_plain_text: bool = False,
 ) -> StackConfig:
     """Validate the raw ``mailstack:*`` configuration of ``stack`` and build the model.
 
     ``raw`` maps keys without the namespace (``domains``, ``bindAddress``...) to their
-    parsed values. ``passwords`` is the secret ``mailstack:passwords`` map; it is only
-    checked here, its values never enter the model. ``memory`` is what the stack's last
-    completed update remembered (``config.memory``); without one, addresses follow the plain
-    hash rule. Raises ``ConfigError`` listing every problem.
+    parsed values. ``passwords`` is the secret ``mailstack:passwords`` map and ``backup_secrets``
+    the secret ``mailstack:backupSecrets`` map (``backup_secrets_in_plain_text`` when it was not
+    stored as a secret); they are only checked here, their values never enter the model.
+    ``memory`` is what the stack's last completed update remembered (``config.memory``); without
+    one, addresses follow the plain hash rule. Raises ``ConfigError`` listing every problem.
     """
     memory = memory or Memory()
     problems = _Problems()
@@ -816,6 +827,20 @@ def load_stack(
     _check_ports(all_host_ports(domains, extra_ports), problems)
     _check_aliases(domains, "vpn" if vpn is not None and vpn.enabled else None, problems)
 
+    backup = None
+    try:
+        backup = parse_backup(
+            raw.get("backup"),
+            backup_secrets,
+            secrets_in_plain_text=backup_secrets_in_plain_text,
+            production=production,
+        )
+    except ConfigError as err:
+        problems.items.extend(err.problems)
+    if backup is not None:  # the restore drill's marker account in every domain
+        domains, found = add_drill_accounts(domains, passwords)
+        problems.items.extend(found)
+
     users = [u for d in domains for u in d.users]
     explicit = _check_passwords(passwords, users, production, problems)
     postfix = _parse_postfix(raw.get("postfix"), problems)
@@ -843,4 +868,5 @@ def load_stack(
         warnings=memory.notes + deliverability.warnings(),
         memory=memory,
         deliverability=deliverability,
+        backup=backup,
     )

@@ -222,6 +222,11 @@ def _dkim_rotation_base(c: dict) -> None:
     _add_selector(c)
 
 
+def _turn_backups_on(c: dict) -> None:
+    c["backup"] = {"enabled": True, "repository": "/srv/restic/mailstack-dev"}
+    c["backupSecrets"] = {"password": "lab-only-restic-password"}
+
+
 CHANGES: dict[str, Callable[[dict], None]] = {
     "add user": _add_user,
     "change password": _change_password,
@@ -235,6 +240,7 @@ CHANGES: dict[str, Callable[[dict], None]] = {
     "add a selector": _add_selector,
     "switch the signing selector": _switch_sign,
     "add a user with DKIM on": _add_user,
+    "turn backups on": _turn_backups_on,
 }
 """The kinds of change the README's blast-radius table measures, applied to the dev stack."""
 
@@ -247,13 +253,15 @@ BASES: dict[str, Callable[[dict], None]] = {
 
 
 def run(config: dict, memory: Any = None) -> Program:
-    """Run the program with ``config`` as ``pulumi up`` would see it (passwords secret).
+    """Run the program with ``config`` as ``pulumi up`` would see it (passwords and backup secrets secret).
 
     ``memory`` is the ``memory`` output of the update before, as the program reads it back.
     """
     outputs = {} if memory is None else {"memory": unwrap(memory)}
     return run_program(
-        copy.deepcopy(config), secret_keys=("mailstack:passwords",), mocks=StackMocks(stack_outputs=outputs)
+        copy.deepcopy(config),
+        secret_keys=("mailstack:passwords", "mailstack:backupSecrets"),
+        mocks=StackMocks(stack_outputs=outputs),
     )
 
 

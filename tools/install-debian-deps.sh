@@ -9,6 +9,9 @@
 #   php-cli          php -l on generated Roundcube config files
 #   iproute2         ip netns / ip link for the WireGuard namespaces
 #   rspamd           rspamd, rspamc, rspamadm: signs with the generated DKIM files (the DKIM signer's tests)
+#   restic           restic 0.14 (Debian 12): the backup job's commands, backup/restore/forget for real
+#   busybox          the shell and applets of the restic image (Alpine), to run the backup job's script
+#   php-sqlite3      PDO SQLite for the webmail-export sidecar's VACUUM INTO (Roundcube's database copy)
 #
 # Idempotent: only packages that are missing are installed; when all are present nothing runs (no apt-get
 # update either). Run as root on Debian 12 (the docker-mailserver 15.1.0 base), non-interactively.
@@ -31,6 +34,9 @@ PACKAGES=(
     php-cli
     iproute2
     rspamd
+    restic
+    busybox
+    php-sqlite3
 )
 
 POLICY_RC=/usr/sbin/policy-rc.d
