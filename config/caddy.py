@@ -59,7 +59,7 @@ class Listen:
 
 
 def safe_key(text: str) -> str:
-    """One storage path component made of a name."""
+    """One storage path component made of a name (certmagic's ``KeyBuilder.Safe``)."""
     text = text.lower().strip()
     for old, new in ((" ", "_"), ("+", "_plus_"), ("*", "wildcard_"), (":", "-"), ("..", "")):
         text = text.replace(old, new)
