@@ -19,6 +19,10 @@ This module imports nothing from Pulumi.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from pathlib import Path
+
 from config.model import Domain, StackConfig
 
 IMAP_PORT = 143
@@ -50,6 +54,14 @@ UPLOAD_SHARE = 0.7
 Attachments are base64-encoded in the message (4/3 larger), so 70 % of the limit leaves room for
 the encoding (93 %) and the headers and text of the message.
 """
+
+CLIENT_IP_PLUGIN = "mailstack_client_ip"
+"""mailstack's own plugin: sends the browser's address to Dovecot in the IMAP ID (``x-originating-ip``)."""
+CLIENT_IP_PLUGIN_SOURCE = Path(__file__).resolve().parent / "roundcube_plugin" / f"{CLIENT_IP_PLUGIN}.php"
+CLIENT_IP_PLUGIN_PATH = f"/usr/src/roundcubemail/plugins/{CLIENT_IP_PLUGIN}/{CLIENT_IP_PLUGIN}.php"
+"""Where the plugin is uploaded: the image's pristine copy, which its entrypoint copies into the empty
+docroot on the container's first start (an upload into the docroot itself would make the entrypoint
+warn about a non-empty directory and wait 10 s)."""
 
 HEALTHCHECK = ["CMD", "curl", "--fail", "http://localhost/?ping=ping"]
 """Roundcube answers ``?ping=ping`` without a session (the image's own tests probe it with curl)."""
@@ -162,3 +174,26 @@ def webmail_url(domain: Domain) -> str:
         raise ValueError(f"{domain.domain} has no webmail")
     host = "127.0.0.1" if domain.bind_address == "0.0.0.0" else domain.bind_address
     return f"http://{host}:{domain.webmail.port}/"
+
+
+def client_ip_plugin() -> str:
+    """The source of the :data:`CLIENT_IP_PLUGIN` plugin (the project's own PHP file)."""
+    return CLIENT_IP_PLUGIN_SOURCE.read_text()
+
+
+def render_edge_php(proxies: Iterable[IPv4Address], *, https_only: bool) -> list[str]:
+    """PHP lines for a webmail served by the HTTPS edge (Roundcube ``rcube_utils::https_check``).
+
+    ``proxy_whitelist`` (exact addresses, no ranges) makes Roundcube trust ``X-Forwarded-Proto`` and
+    ``X-Forwarded-For`` from the edge alone; the client-address plugin reads the same list.
+    ``use_https`` tells it every request was HTTPS, which holds only when the webmail publishes no
+    plain-HTTP port of its own (it must not be set together with ``force_https``).
+    """
+    listed = ", ".join(php_string(str(a)) for a in sorted(set(proxies)))
+    lines = [
+        "// Served by mailstack's HTTPS edge: trust its forwarded headers, and only its.",
+        f"$config['proxy_whitelist'] = [{listed}];",
+    ]
+    if https_only:
+        lines.append("$config['use_https'] = true;")
+    return lines
