@@ -265,7 +265,7 @@ class MailDomain(pulumi.ComponentResource):
         gate = pulumi.Stash(f"{name}-config-gate", input=self.config_revision, opts=child)
 
         env = pf.mailserver_env(stack, domain)
-        start_digest = pf.revision(*(static[f] for f in pf.START_ONLY_FILES))
+        start_digest = pf.start_digest(static)
         server = docker.Container(
             f"{name}-server",
             name=container_name,

@@ -110,7 +110,7 @@ def webmail_env(stack: StackConfig, domain: Domain) -> dict[str, str]:
         "ROUNDCUBEMAIL_UPLOAD_MAX_FILESIZE": php_size(upload_limit_bytes(stack)),
         "ROUNDCUBEMAIL_DB_TYPE": "sqlite",
         "ROUNDCUBEMAIL_SKIN": SKIN,
-        "ROUNDCUBEMAIL_PLUGINS": ",".join(PLUGINS),
+        "ROUNDCUBEMAIL_PLUGINS": ",".join(plugins(stack, domain)),
         # "user1" is completed to user1@<domain>; the full address (the documented login) is kept as is.
         "ROUNDCUBEMAIL_USERNAME_DOMAIN": domain.domain,
     }
@@ -127,8 +127,8 @@ def _ssl_options(stack: StackConfig, domain: Domain) -> list[tuple[str, str]] | 
     """PHP stream-context ``ssl`` options (key, PHP literal) for the mail server connections."""
     if stack.tls == "none":
         return None
-    if stack.tls == "self-signed":
-        # The lab's own certificate: encrypted, but no CA vouches for it.
+    if stack.tls == "self-signed" or (stack.tls == "acme" and stack.edge is not None and stack.edge.lab):
+        # The lab's own certificate (or the lab edge's internal CA): encrypted, but no public CA vouches.
         return [
             ("verify_peer", "false"),
             ("verify_peer_name", "false"),
@@ -157,6 +157,9 @@ def render_config_php(stack: StackConfig, domain: Domain) -> str:
         "// Roundcube refuses attachments that would make the message exceed the mail servers' limit.",
         f"$config['max_message_size'] = {int(stack.message_size_limit)};",
     ]
+    if served_by_edge(stack, domain):
+        assert stack.edge is not None and domain.webmail is not None
+        lines += render_edge_php([stack.edge.address], https_only=domain.webmail.port is None)
     options = _ssl_options(stack, domain)
     if options is not None:
         for setting in ("imap_conn_options", "smtp_conn_options"):
@@ -168,10 +171,32 @@ def render_config_php(stack: StackConfig, domain: Domain) -> str:
     return "\n".join(lines) + "\n"
 
 
-def webmail_url(domain: Domain) -> str:
-    """The URL a browser on the Docker host opens for ``domain``'s webmail (``0.0.0.0`` shown as loopback)."""
+def served_by_edge(stack: StackConfig, domain: Domain) -> bool:
+    """True when the HTTPS edge serves ``domain``'s webmail."""
+    return (
+        stack.edge is not None
+        and domain.webmail is not None
+        and domain.domain in stack.edge.webmail_addresses
+    )
+
+
+def plugins(stack: StackConfig, domain: Domain) -> list[str]:
+    """The Roundcube plugins of ``domain``'s webmail: the image's, plus mailstack's behind the edge."""
+    return [*PLUGINS, CLIENT_IP_PLUGIN] if served_by_edge(stack, domain) else list(PLUGINS)
+
+
+def webmail_url(domain: Domain, stack: StackConfig | None = None) -> str:
+    """The URL a browser opens for ``domain``'s webmail.
+
+    Behind the HTTPS edge ``https://<webmail host>/`` (with the lab's port); otherwise its own plain HTTP
+    port on the Docker host (``0.0.0.0`` shown as loopback).
+    """
     if domain.webmail is None:
         raise ValueError(f"{domain.domain} has no webmail")
+    if stack is not None and stack.edge is not None and served_by_edge(stack, domain):
+        host = stack.edge.domain(domain.domain).webmail_host
+        port = "" if stack.edge.https_port == 443 else f":{stack.edge.https_port}"
+        return f"https://{host}{port}/"
     host = "127.0.0.1" if domain.bind_address == "0.0.0.0" else domain.bind_address
     return f"http://{host}:{domain.webmail.port}/"
 

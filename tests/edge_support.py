@@ -1,15 +1,13 @@
-"""Stacks with an HTTPS edge, for the edge's unit and contract tests."""
+"""Stacks with an HTTPS edge, built by the real validation, for the edge's unit and contract tests."""
 
 from __future__ import annotations
 
-import dataclasses
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from config.edge import EdgeConfig, EdgeDomain, MtaSts
+from config.edge import EdgeConfig
 from config.model import StackConfig, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +19,7 @@ def prod_raw() -> dict[str, Any]:
     return {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith("mailstack:")}
 
 
-def edge_stack(
+def edge_raw(
     *,
     tls: str = "acme",
     ca: str = "acme",
@@ -29,36 +27,31 @@ def edge_stack(
     well_known: bool = False,
     mode: str = "testing",
     pop3: bool = False,
-) -> tuple[StackConfig, EdgeConfig]:
-    """The production example with an edge: webmail on example.org, both domains' MTA-STS and autoconfig."""
+) -> dict[str, Any]:
+    """The production example, varied: webmail on example.org only, both domains' MTA-STS and autoconfig."""
     raw = prod_raw()
-    raw["tls"], raw["certificatesPath"] = "manual", "/etc/mailstack-certs"
-    for d in raw["domains"]:
+    raw["tls"] = tls
+    raw["edge"] = {**raw["edge"], "enabled": True, "mtaSts": {"mode": mode}}
+    if ca == "internal":
+        raw["edge"]["ca"] = "internal"
+        raw["production"] = False
+    if tls == "manual":
+        raw["certificatesPath"] = "/etc/mailstack-certs"
+    if ca != "acme" and tls != "acme":
+        raw.pop("acmeEmail", None)
+    for i, d in enumerate(raw["domains"]):
         d.pop("webmail", None)
+        if webmail and i == 0:
+            d["webmail"] = {"host": f"webmail.{d['domain']}"}
         if pop3:
             d["ports"]["pop3"] = 110
-    stack = dataclasses.replace(load_stack("prod", raw), tls=tls, certificates_path=None)
-    domains = []
-    for i, d in enumerate(stack.domains):
-        has_webmail = webmail and i == 0
-        domains.append(
-            EdgeDomain(
-                domain=d.domain,
-                hostname=d.hostname,
-                public_address=d.bind_address,
-                webmail_host=f"webmail.{d.domain}" if has_webmail else None,
-                webmail_upstream=f"webmail-{d.server}:80" if has_webmail else None,
-                mta_sts=MtaSts(mode=mode),
-                autoconfig=tls != "none",
-                well_known_autoconfig=well_known,
-            )
-        )
-    edge = EdgeConfig(
-        ca=ca,
-        domains=tuple(domains),
-        addresses=tuple(sorted({d.public_address for d in domains})),
-        address=IPv4Address("172.30.0.130"),
-        webmail_addresses={domains[0].domain: IPv4Address("172.30.0.131")} if webmail else {},
-        email="postmaster@example.org",
-    )
-    return stack, edge
+        if well_known:
+            d["autoconfig"] = {"wellKnown": True}
+    return raw
+
+
+def edge_stack(**kwargs: Any) -> tuple[StackConfig, EdgeConfig]:
+    """``load_stack`` of :func:`edge_raw` (same keywords), and its edge."""
+    stack = load_stack("prod", edge_raw(**kwargs))
+    assert stack.edge is not None
+    return stack, stack.edge

@@ -142,7 +142,7 @@ def test_caddyfile_obtains_mail_certificates_only_with_tls_acme():
 
 
 def test_caddyfile_serves_no_autoconfig_without_tls():
-    stack, edge = edge_stack(tls="none", well_known=True)
+    stack, edge = edge_stack(tls="none")
     found = sites(caddy.render_caddyfile(stack, edge))
     assert not [s for s in found if s.startswith("autoconfig.")] and "example.org" not in found
 
