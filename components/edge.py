@@ -172,9 +172,13 @@ class HttpsEdge(pulumi.ComponentResource):
         )
         self.gate = pulumi.Stash(f"{name}-config-gate", input=self.config_revision, opts=child)
 
+        # Declared in the order a refresh stores them (by container port; Docker keeps the bindings of one
+        # port in creation order): the provider's ports comparison matches a stored port with the first
+        # declared one of the same container port, so with 80 on two addresses any other order would
+        # show a change, and so a replacement, on every preview after a refresh.
         ports = [
             docker.ContainerPortArgs(internal=port.container_port, external=port.port, ip=port.bind_address)
-            for _, port in host_ports(edge)
+            for _, port in sorted(host_ports(edge), key=lambda item: item[1].container_port)
         ]
         self.container = docker.Container(
             f"{name}-container",
