@@ -28,9 +28,10 @@ from config.model import Domain, StackConfig
 
 STAGING = "/mailstack/staging"
 WRITER_SCRIPT = f"""set -eu
-src="{STAGING}/{caddy.CADDYFILE}"
-dst="{caddy.CONFIG_DIR}/{caddy.CADDYFILE}"
-tmp="{caddy.CONFIG_DIR}/.{caddy.CADDYFILE}.mailstack-tmp"
+src="${{MAILSTACK_STAGING:-{STAGING}}}/{caddy.CADDYFILE}"
+dir="${{MAILSTACK_CONFIG_DIR:-{caddy.CONFIG_DIR}}}"
+dst="$dir/{caddy.CADDYFILE}"
+tmp="$dir/.{caddy.CADDYFILE}.mailstack-tmp"
 # A file the running edge cannot load would stop its --watch for good: validate before installing.
 if ! out="$(caddy validate --config "$src" --adapter caddyfile 2>&1)"; then
   printf '%s\\n' "$out" | tail -n 20 >&2

@@ -8,6 +8,7 @@
 #   wireguard-go     userspace WireGuard device (the CI kernel has no WireGuard module)
 #   php-cli          php -l on generated Roundcube config files; runs Roundcube's IMAP library
 #   php-mbstring     Roundcube's library needs it (the webmail client-address plugin's test)
+#   busybox          the shell of the Caddy image (Alpine), to run the edge's Caddyfile writer script
 #   iproute2         ip netns / ip link for the WireGuard namespaces
 #   rspamd           rspamd, rspamc, rspamadm: signs with the generated DKIM files (the DKIM signer's tests)
 #   restic           restic 0.14 (Debian 12): the backup job's commands, backup/restore/forget for real
@@ -38,6 +39,7 @@ PACKAGES=(
     wireguard-go
     php-cli
     php-mbstring
+    busybox
     iproute2
     rspamd
     restic
