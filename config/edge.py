@@ -68,7 +68,7 @@ class EdgeDomain:
     """The domain's mail server hostname (its MX host): the policy's ``mx`` and, with ``tls: acme``,
     a name the edge obtains a certificate for."""
     public_address: str
-    """The host address every web name of the domain (and its MX host) resolves to."""
+    """The address every web name of the domain (and its MX host) resolves to (what the A records name)."""
     webmail_host: str | None = None
     """Where the edge serves the domain's webmail (``webmail.<domain>``), ``None`` without webmail."""
     webmail_upstream: str | None = None
@@ -361,7 +361,16 @@ def parse_edge(
         )
 
     publics = [public_address(d) for d in domains]
-    listen = _addresses(edge_raw.get("addresses"), sorted(set(publics), key=IPv4Address), ca, add)
+    # The edge binds where the domain's own ports are bound (the host's address; behind NAT the public
+    # address, which the DNS records name, may be another).
+    binds = [d.bind_address for d in domains]
+    default = sorted({b for b in binds if b != "0.0.0.0"}, key=IPv4Address)
+    if "addresses" not in edge_raw and "0.0.0.0" in binds:
+        add(
+            "mailstack:edge.addresses",
+            "is required when a domain binds 0.0.0.0: list the host addresses the edge publishes 80 and 443 on",
+        )
+    listen = _addresses(edge_raw.get("addresses"), default, ca, add)
     stack_mta_sts = _mta_sts(edge_raw.get("mtaSts"), "mailstack:edge.mtaSts", MtaSts(), add)
 
     # Every name the edge serves, with the item that claims it; mail hostnames and domains come first.
@@ -371,11 +380,12 @@ def parse_edge(
     result: list[EdgeDomain] = []
     for i, (d, item) in enumerate(zip(domains, raw_domains, strict=True)):
         where = f"mailstack:domains[{i}] ({d.domain})"
-        if publics[i] not in listen:
+        if binds[i] != "0.0.0.0" and binds[i] not in listen:
             add(
                 "mailstack:edge.addresses",
-                f"does not list {publics[i]}, where the names of {d.domain} (and its MX host {d.hostname}) "
-                "resolve: the edge could not answer there (nor obtain their certificates)",
+                f"does not list {binds[i]}, where {d.domain}'s ports are published (and its names, MX host "
+                f"{d.hostname} included, resolve to): the edge could not answer there (nor obtain their "
+                "certificates)",
             )
         mta_sts = _mta_sts(item.get("mtaSts"), f"{where}.mtaSts", stack_mta_sts, add)
         if mta_sts.mode == "enforce" and (tls not in TRUSTED_TLS or (tls == "acme" and ca == "internal")):

@@ -177,7 +177,7 @@ def test_every_domains_public_address_must_be_listed():
     raw = prod_raw()
     raw["edge"]["addresses"] = ["203.0.113.10"]
     message = one(raw, "mailstack:edge.addresses:")
-    assert "does not list 203.0.113.11, where the names of example.net" in message
+    assert "does not list 203.0.113.11, where example.net's ports are published" in message
 
 
 def test_acme_on_loopback_cannot_be_reached(lab_raw):
@@ -237,3 +237,16 @@ def test_certificates_path_is_not_for_acme():
     raw = prod_raw()
     raw["certificatesPath"] = "/etc/letsencrypt"
     assert "only used with tls: manual or letsencrypt" in one(raw, "mailstack:certificatesPath:")
+
+
+def test_a_domain_bound_to_every_address_needs_the_edge_addresses_listed():
+    raw = prod_raw()
+    del raw["edge"]["addresses"]
+    raw["domains"][0]["bindAddress"] = "0.0.0.0"
+    assert "is required when a domain binds 0.0.0.0" in one(raw, "mailstack:edge.addresses:")
+
+
+def test_the_edge_binds_where_the_domains_ports_are_bound_by_default():
+    raw = prod_raw()
+    del raw["edge"]["addresses"]
+    assert load_stack("prod", raw).edge.addresses == ("203.0.113.10", "203.0.113.11")
