@@ -118,6 +118,18 @@ def _wait_for(check, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
+def _get(port: int, host: str, path: str, root, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """``https_get`` once ``host``'s certificate is issued (Caddy issues them in the background at start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return https_get(port, host, path, root)
+        except OSError:  # ssl.SSLError included: no certificate for this name yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_edge_serves_webmail_policy_autoconfig_and_keeps_mail_certificates(caddy_bin, tmp_path, stub):
     stub_port, seen = stub
     stack, edge = edge_stack(ca="internal", pop3=True)
@@ -136,20 +148,20 @@ def test_edge_serves_webmail_policy_autoconfig_and_keeps_mail_certificates(caddy
         root = server.root_certificate()
         port = listen.https_port
 
-        status, _, body = https_get(port, "webmail.example.org", "/?_task=login", root)
+        status, _, body = _get(port, "webmail.example.org", "/?_task=login", root)
         assert (status, body) == (200, b"stub webmail\n")
         assert seen[-1]["x-forwarded-proto"] == "https"
         assert seen[-1]["x-forwarded-for"] == "127.0.0.1"
         assert seen[-1]["host"] == "webmail.example.org"
 
-        status, headers, body = https_get(port, "mta-sts.example.org", mtasts.POLICY_PATH, root)
+        status, headers, body = _get(port, "mta-sts.example.org", mtasts.POLICY_PATH, root)
         assert status == 200 and headers["content-type"].startswith("text/plain")
         assert body.decode() == mtasts.render_policy("mail.example.org", edge.domain("example.org").mta_sts)
         parsed = parse_mta_sts_policy(body.decode())
         assert parsed["policy"]["mx"] == ["mail.example.org"] and parsed["policy"]["mode"] == "testing"
-        assert https_get(port, "mta-sts.example.org", "/other", root)[0] == 404
+        assert _get(port, "mta-sts.example.org", "/other", root)[0] == 404
 
-        status, headers, body = https_get(
+        status, headers, body = _get(
             port, "autoconfig.example.net", autoconfig.PATH + "?emailaddress=b@x", root
         )
         assert status == 200 and "xml" in headers["content-type"]
@@ -186,7 +198,7 @@ def test_edge_serves_webmail_policy_autoconfig_and_keeps_mail_certificates(caddy
                 upstreams=upstreams,
             )
         )
-        _wait_for(lambda: https_get(port, "webmail.example.com", "/", root)[0] == 200)
+        _wait_for(lambda: _get(port, "webmail.example.com", "/", root)[0] == 200)
         assert server.proc.poll() is None and server.proc.pid == pid
         assert "config file changed; reloading" in server.log.read_text()
 
