@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
-from config import caddy, edge_dns
+from config import caddy
 from config.edge import EDGE_KEY, webmail_key
 from config.model import StackConfig
 from config.roundcube import webmail_url
@@ -24,7 +24,7 @@ def remembered_addresses(stack: StackConfig) -> dict[str, IPv4Address]:
 
 
 def edge_output(stack: StackConfig, edge: HttpsEdge) -> dict[str, Any]:
-    """The ``edge`` output: container, data volume, served URLs and the DNS records it needs per domain."""
+    """The ``edge`` output: container, data volume and the served URLs per domain (records: ``dns``)."""
     cfg = stack.edge
     assert cfg is not None
     port = "" if cfg.https_port == 443 else f":{cfg.https_port}"
@@ -42,7 +42,7 @@ def edge_output(stack: StackConfig, edge: HttpsEdge) -> dict[str, Any]:
             urls["autoconfig"] = f"https://{e.autoconfig_host}{port}/mail/config-v1.1.xml"
         if d.webmail is not None and e.webmail_host is not None:
             urls["webmail"] = webmail_url(d, stack)
-        result["domains"][d.domain] = {"urls": urls, "records": edge_dns.edge_records(cfg, d.domain)}
+        result["domains"][d.domain] = {"urls": urls}
     if cfg.lab:
         result["rootCertificate"] = (
             f"docker cp {stack.prefix()}-edge:{caddy.DATA_DIR}/caddy/pki/authorities/local/root.crt ."

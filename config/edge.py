@@ -67,8 +67,9 @@ class EdgeDomain:
     hostname: str
     """The domain's mail server hostname (its MX host): the policy's ``mx`` and, with ``tls: acme``,
     a name the edge obtains a certificate for."""
-    public_address: str
-    """The address every web name of the domain (and its MX host) resolves to (what the A records name)."""
+    public_address: str | None
+    """The address every web name of the domain (and its MX host) resolves to (what the A records name;
+    the domain's ``publicAddress``); ``None`` when unknown (the lab), then no A record is advised."""
     webmail_host: str | None = None
     """Where the edge serves the domain's webmail (``webmail.<domain>``), ``None`` without webmail."""
     webmail_upstream: str | None = None
@@ -165,14 +166,6 @@ Add = Callable[[str, str], None]
 def webmail_key(domain: str) -> str:
     """Memory key of a domain's webmail address (fixed while the edge serves it)."""
     return f"webmail:{domain}"
-
-
-def public_address(domain: Domain) -> str:
-    """The address a domain's names resolve to.
-
-    Its public address when the model has one, else its bind address (where its ports are published).
-    """
-    return str(getattr(domain, "public_address", None) or domain.bind_address)
 
 
 def is_enabled(raw: Mapping[str, Any]) -> bool:
@@ -276,12 +269,15 @@ def parse_edge(
     tls: str,
     production: bool,
     addresses: Mapping[str, IPv4Address],
+    public_addresses: Mapping[str, str | None],
     image: str,
     add: Add,
 ) -> EdgeConfig | None:
     """Validate ``mailstack:edge``, ``mailstack:acmeEmail`` and the domains' edge keys; ``None`` without edge.
 
-    ``addresses`` are the fixed addresses allocated for :func:`address_requests`.
+    ``addresses`` are the fixed addresses allocated for :func:`address_requests`; ``public_addresses``
+    the address each domain's names resolve to (its ``publicAddress``, ``config.deliverability``) or
+    ``None`` when unknown.
     """
     edge_raw = raw.get("edge")
     if edge_raw is not None and not isinstance(edge_raw, Mapping):
@@ -360,7 +356,7 @@ def parse_edge(
             or timeout
         )
 
-    publics = [public_address(d) for d in domains]
+    publics = [public_addresses.get(d.domain) for d in domains]
     # The edge binds where the domain's own ports are bound (the host's address; behind NAT the public
     # address, which the DNS records name, may be another).
     binds = [d.bind_address for d in domains]

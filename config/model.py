@@ -841,6 +841,7 @@ def load_stack(
         tls=tls,
         production=production,
         addresses=fixed,
+        public_addresses={name: auth.dns.public_address for name, auth in deliverability.domains.items()},
         image=images["edge"],
         add=problems.add,
     )

@@ -117,7 +117,17 @@ def test_outputs_name_the_edge_urls_records_and_remember_its_addresses(prod):
     out = unwrap(prod.outputs["edge"])
     assert out["container"] == "mailstack-prod-edge"
     assert out["domains"]["example.org"]["urls"]["webmail"] == "https://webmail.example.org/"
-    assert out["domains"]["example.org"]["records"][0]["name"] == "_mta-sts.example.org"
+    dns = unwrap(prod.outputs["dns"])["example.org"]
+    mta_sts = [r for r in dns if r["name"] == "_mta-sts.example.org"]
+    assert (
+        len(mta_sts) == 1
+        and mta_sts[0]["type"] == "TXT"
+        and mta_sts[0]["value"][0].startswith("v=STSv1; id=")
+    )
+    web = {r["name"]: r["value"] for r in dns if r["type"] == "A"}
+    assert (
+        web["webmail.example.org"] == web["mta-sts.example.org"] == web["mail.example.org"] == "203.0.113.10"
+    )
     assert unwrap(prod.outputs["webmails"]) == {
         "example.org": "https://webmail.example.org/",
         "example.net": "https://webmail.example.net/",

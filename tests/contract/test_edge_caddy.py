@@ -19,11 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-from checkdmarc.mta_sts import parse_mta_sts_policy
+from checkdmarc.mta_sts import parse_mta_sts_policy, parse_mta_sts_record
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from config import autoconfig, caddy, mtasts
+from config import autoconfig, caddy, edge_dns, mtasts
 from config.edge import EdgeDomain
 from tests.contract.caddyfixture import CaddyEdge, caddy_binary, free_port, https_get, run_caddy
 from tests.edge_support import edge_stack
@@ -67,6 +67,17 @@ def test_generated_caddyfile_validates_adapts_and_is_formatted(caddy_bin, tmp_pa
     fmt = run_caddy(caddy_bin, tmp_path, "fmt", str(path))
     assert fmt.returncode == 0, fmt.stderr[-2000:]
     assert fmt.stdout == path.read_text()
+
+
+@pytest.mark.parametrize("mode", ["testing", "enforce"])
+def test_checkdmarc_accepts_the_mta_sts_record_naming_the_served_policy(mode):
+    stack, edge = edge_stack(mode=mode)
+    for d in stack.domains:
+        (record,) = [r for r in edge_dns.edge_records(edge, d.domain) if r["type"] == "TXT"]
+        parsed = parse_mta_sts_record("".join(record["value"]))
+        policy = mtasts.render_policy(d.hostname, edge.domain(d.domain).mta_sts)
+        assert parsed["tags"]["id"] == mtasts.policy_id(policy)
+        assert parse_mta_sts_policy(policy)["policy"]["mode"] == mode
 
 
 def test_a_broken_caddyfile_fails_validation(caddy_bin, tmp_path):
