@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 
 import pytest
 from pulumi import RunError
@@ -132,7 +132,7 @@ def test_outputs_name_the_edge_urls_records_and_remember_its_addresses(prod):
         "example.org": "https://webmail.example.org/",
         "example.net": "https://webmail.example.net/",
     }
-    memory = unwrap(prod.outputs["memory"])["addresses"]
+    memory = json.loads(unwrap(prod.outputs["memory"]))["addresses"]
     stack = load_stack("prod", prod_raw())
     assert memory["edge"] == str(stack.edge.address)
     assert memory["webmail:example.org"] == str(stack.edge.webmail_addresses["example.org"])
@@ -140,14 +140,13 @@ def test_outputs_name_the_edge_urls_records_and_remember_its_addresses(prod):
 
 def test_remembered_edge_addresses_do_not_move():
     first = run_program(prod_config(), stack="prod", secret_keys=SECRET_KEYS)
-    memory = unwrap(first.outputs["memory"])
-    moved = copy.deepcopy(memory)
+    moved = json.loads(unwrap(first.outputs["memory"]))
     moved["addresses"]["edge"] = "172.30.0.250"
     again = run_program(
         prod_config(),
         stack="prod",
         secret_keys=SECRET_KEYS,
-        mocks=StackMocks(stack_outputs={"memory": moved}),
+        mocks=StackMocks(stack_outputs={"memory": json.dumps(moved)}),
     )
     net = unwrap(again.named("edge-container").inputs["networksAdvanced"])[0]
     assert net["ipv4Address"] == "172.30.0.250"
