@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 
 from components.maildomain import MailDomain
+from config import edge_dns
 from config.model import StackConfig
 
 
@@ -25,6 +26,12 @@ def dns_records(config: StackConfig, domains: Mapping[str, MailDomain]) -> pulum
     def build(values: list[dict[str, str]]) -> dict[str, Any]:
         dkim_values = dict(zip(keyed, values, strict=True))
         zones = config.deliverability.records(hostnames, dkim_values)
-        return {zone: [r.as_output() for r in records] for zone, records in zones.items()}
+        out = {zone: [r.as_output() for r in records] for zone, records in zones.items()}
+        if config.edge is not None:  # the HTTPS edge's names and MTA-STS record, before any advice (PTR)
+            for d in config.domains:
+                records = out.setdefault(d.domain, [])
+                at = next((i for i, r in enumerate(records) if r.get("advice")), len(records))
+                records[at:at] = edge_dns.edge_records(config.edge, d.domain)
+        return out
 
     return pulumi.Output.all(*(domains[n].dkim.records for n in keyed)).apply(build)  # type: ignore[union-attr]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +14,8 @@ import pulumi_random as random
 from components.common import docker_labels, healthcheck
 from components.dkim import dkim_keys
 from components.egress import egress_networks
+from config import caddy, hashing
 from config import dkim as dk
-from config import hashing
 from config import passwords as pw
 from config import postfix as pf
 from config.model import Domain, StackConfig
@@ -103,6 +103,10 @@ class MailDomainArgs:
     """Computes the hashes the stack's memory cannot prove current (shared by every domain of the run)."""
     docker_host: str | None = None
     """The ``docker:host`` of the stack, used only to print ready-to-run commands."""
+    certificate_volume: pulumi.Input[str] | None = None
+    """The HTTPS edge's data volume (``tls: acme``), mounted read-only at ``config.caddy.CERTIFICATE_MOUNT``."""
+    start_after: Sequence[pulumi.Resource] = ()
+    """Gates the server waits for besides its config write (its certificate, with ``tls: acme``)."""
 
 
 class MailDomain(pulumi.ComponentResource):
@@ -265,7 +269,7 @@ class MailDomain(pulumi.ComponentResource):
         gate = pulumi.Stash(f"{name}-config-gate", input=self.config_revision, opts=child)
 
         env = pf.mailserver_env(stack, domain)
-        start_digest = pf.revision(*(static[f] for f in pf.START_ONLY_FILES))
+        start_digest = pf.start_digest(static)
         server = docker.Container(
             f"{name}-server",
             name=container_name,
@@ -289,7 +293,18 @@ class MailDomain(pulumi.ComponentResource):
                     ("config", pf.CONFIG_DIR),
                 )
             ]
-            + _certificate_volumes(stack),
+            + _certificate_volumes(stack)
+            + (
+                [
+                    docker.ContainerVolumeArgs(
+                        volume_name=args.certificate_volume,
+                        container_path=caddy.CERTIFICATE_MOUNT,
+                        read_only=True,
+                    )
+                ]
+                if args.certificate_volume is not None
+                else []
+            ),
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
                     name=args.network_name,
@@ -311,7 +326,9 @@ class MailDomain(pulumi.ComponentResource):
             wait=True,
             wait_timeout=HEALTH_WAIT_TIMEOUT_SECONDS,
             must_run=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[gate], delete_before_replace=True),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[gate, *args.start_after], delete_before_replace=True
+            ),
         )
 
         docker_cmd = f"docker -H {args.docker_host}" if args.docker_host else "docker"

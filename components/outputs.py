@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from components import edge_outputs
 from components.dnsoutput import dns_records
 from config import memory as mem
 from config.model import Domain, StackConfig
@@ -40,13 +41,15 @@ def verify_target(stack: StackConfig, domain: Domain, account: dict[str, str]) -
         "ports": dict(domain.ports),
         "tls": stack.tls,
         "account": account,
-        "webmail": {"url": webmail_url(domain)} if domain.webmail is not None else None,
+        "webmail": {"url": webmail_url(domain, stack)} if domain.webmail is not None else None,
     }
 
 
 def memory_value(stack: StackConfig, accounts: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """What this run remembers for the next one (``config.memory.render`` of its decisions)."""
-    return mem.render({mem.server_key(d.domain): d.address for d in stack.domains}, accounts)
+    addresses = {mem.server_key(d.domain): d.address for d in stack.domains}
+    addresses.update(edge_outputs.remembered_addresses(stack))
+    return mem.render(addresses, accounts)
 
 
 def stack_outputs(mail: MailStack) -> dict[str, Any]:
@@ -90,6 +93,8 @@ def stack_outputs(mail: MailStack) -> dict[str, Any]:
             )
         ),
     }
+    if mail.edge is not None:
+        outputs["edge"] = edge_outputs.edge_output(cfg, mail.edge)
     if mail.vpn is not None:
         vpn = mail.vpn
         outputs["vpnEndpoint"] = vpn.endpoint

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.backup import BackupJob, BackupJobArgs
+from components.edge import CertificateWait, CertificateWaitArgs, HttpsEdge, HttpsEdgeArgs
 from components.maildomain import MailDomain, MailDomainArgs
 from components.outputs import stack_outputs
 from components.vpn import WireGuardVpn, WireGuardVpnArgs
@@ -60,6 +61,8 @@ class MailStack(pulumi.ComponentResource):
     """The Webmail components, by mail domain (only domains with ``webmail``)."""
     vpn: WireGuardVpn | None
     """The WireGuard server, when ``mailstack:vpn.enabled``."""
+    edge: HttpsEdge | None
+    """The HTTPS edge, when the stack has one (``tls: acme`` or ``mailstack:edge.enabled``)."""
     config: StackConfig
     """The validated configuration the stack was built from."""
     outputs: dict[str, pulumi.Input]
@@ -93,11 +96,32 @@ class MailStack(pulumi.ComponentResource):
             f"{name}-mailserver-image", name=cfg.images["mailserver"], keep_locally=True, opts=child
         )
         self.network_name = network.name
+        self.edge: HttpsEdge | None = None
+        if cfg.edge is not None:
+            self.edge = HttpsEdge(
+                "edge",
+                HttpsEdgeArgs(stack=cfg, network_name=network.name, labels={"mailstack.stack": cfg.stack}),
+                opts=child,
+            )
         self.domains = {}
         # Fresh hashes (those the memory cannot prove current) in a process pool when there are many.
         expected = sum(1 for d in cfg.domains for u in d.users if u.address not in cfg.memory.accounts)
         hasher = hashing.Hasher(parallel=expected >= hashing.PARALLEL_THRESHOLD, users=len(cfg.domains))
         for d in cfg.domains:
+            certificate_gates: list[pulumi.Resource] = []
+            if cfg.tls == "acme" and self.edge is not None:
+                wait = CertificateWait(
+                    f"{d.domain}-certificate",
+                    CertificateWaitArgs(
+                        stack=cfg,
+                        domain=d,
+                        image_id=mail_image.image_id,
+                        data_volume_name=self.edge.data_volume_name,
+                        depends_on=[self.edge.container, self.edge.gate],
+                    ),
+                    opts=child,
+                )
+                certificate_gates.append(wait.gate)
             self.domains[d.domain] = MailDomain(
                 d.domain,
                 MailDomainArgs(
@@ -110,6 +134,10 @@ class MailStack(pulumi.ComponentResource):
                     ),
                     hasher=hasher,
                     docker_host=args.docker_host,
+                    certificate_volume=self.edge.data_volume_name
+                    if cfg.tls == "acme" and self.edge is not None
+                    else None,
+                    start_after=certificate_gates,
                 ),
                 opts=child,
             )

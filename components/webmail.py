@@ -94,12 +94,15 @@ class Webmail(pulumi.ComponentResource):
                     content=rc.render_config_php(stack, domain),
                     permissions="0644",
                 ),
+                *_edge_uploads(stack, domain),
             ],
             ports=[
                 docker.ContainerPortArgs(
                     internal=rc.HTTP_PORT, external=domain.webmail.port, ip=domain.bind_address
                 )
-            ],
+            ]
+            if domain.webmail.port is not None
+            else [],
             volumes=[docker.ContainerVolumeArgs(volume_name=db_volume.name, container_path=rc.DB_DIR)],
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
@@ -108,6 +111,8 @@ class Webmail(pulumi.ComponentResource):
                         f"webmail-{domain.server}",
                         *([domain.webmail.alias] if domain.webmail.alias else []),
                     ],
+                    # Behind the edge: a fixed address, the one Dovecot trusts (login_trusted_networks).
+                    ipv4_address=_edge_address(stack, domain),
                 )
             ],
             healthcheck=healthcheck(
@@ -131,7 +136,25 @@ class Webmail(pulumi.ComponentResource):
             ),
         )
 
-        self.url = pulumi.Output.from_input(rc.webmail_url(domain))
+        self.url = pulumi.Output.from_input(rc.webmail_url(domain, stack))
         self.container_name = container.name
         self.resources = {"container": container, "db": db_volume, "des_key": des_key}
         self.register_outputs({"url": self.url, "containerName": self.container_name})
+
+
+def _edge_uploads(stack: StackConfig, domain: Domain) -> list[docker.ContainerUploadArgs]:
+    """The client-address plugin of mailstack, for a webmail the HTTPS edge serves."""
+    if not rc.served_by_edge(stack, domain):
+        return []
+    return [
+        docker.ContainerUploadArgs(
+            file=rc.CLIENT_IP_PLUGIN_PATH, content=rc.client_ip_plugin(), permissions="0644"
+        )
+    ]
+
+
+def _edge_address(stack: StackConfig, domain: Domain) -> str | None:
+    """The webmail's fixed address on the stack network when the edge serves it (else Docker assigns one)."""
+    if stack.edge is None or not rc.served_by_edge(stack, domain):
+        return None
+    return str(stack.edge.webmail_addresses[domain.domain])

@@ -18,6 +18,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from config import deliverability as dlv
+from config import edge as edge_config
 from config import postfix_params
 from config.addresses import Request, allocate, hash_slot
 from config.backup import DEFAULT_IMAGE as BACKUP_IMAGE
@@ -34,6 +35,7 @@ DEFAULT_IMAGES: dict[str, str] = {
     "webmail": "docker.io/roundcube/roundcubemail:1.6.16-apache",
     "vpn": VPN_IMAGE,
     "backup": BACKUP_IMAGE,
+    "edge": edge_config.DEFAULT_IMAGE,
 }
 
 QUOTA_RE = re.compile(r"^([0-9]+(B|k|M|G|T)|0)$")
@@ -44,8 +46,9 @@ SERVER_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
 LOCAL_PART_RE = re.compile(r"^[a-z0-9]([a-z0-9._+-]{0,62}[a-z0-9])?$")
 POSTFIX_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 
-TLS_MODES = ("none", "self-signed", "manual", "letsencrypt")
-"""Values of ``mailstack:tls``; ``none`` is the lab default (plain IMAP/SMTP AUTH)."""
+TLS_MODES = ("none", "self-signed", "manual", "letsencrypt", "acme")
+"""Values of ``mailstack:tls``; ``none`` is the lab default (plain IMAP/SMTP AUTH); ``acme``: the HTTPS
+edge (``config.edge``) obtains every mail server's certificate."""
 
 
 MIN_PRODUCTION_PASSWORD = 12
@@ -69,6 +72,8 @@ TOP_LEVEL_KEYS = frozenset(
         "vpn",
         "backup",
         "backupSecrets",
+        "edge",
+        "acmeEmail",
     }
     | dlv.STACK_KEYS
 )
@@ -77,6 +82,7 @@ DOMAIN_KEYS = (
         {"domain", "server", "ports", "users", "aliases", "hostname", "bindAddress", "address", "webmail"}
     )
     | dlv.DOMAIN_KEYS
+    | edge_config.DOMAIN_KEYS
 )
 PORT_KEYS = ("smtp", "submission", "imap", "pop3")
 REQUIRED_PORT_KEYS = ("smtp", "submission", "imap")
@@ -128,7 +134,8 @@ class HostPort:
 class Webmail:
     """Roundcube in front of one domain's server."""
 
-    port: int
+    port: int | None
+    """Host port of its plain HTTP; ``None`` when only the HTTPS edge serves it."""
     alias: str | None = None
     """An extra network alias (the original lab calls them ``webmail1``, ``webmail2``)."""
 
@@ -213,6 +220,8 @@ class StackConfig:
     """Addresses whose password comes from ``mailstack:passwords`` (the values stay secret elsewhere)."""
     vpn: VpnConfig | None = None
     """The parsed ``mailstack:vpn``, or ``None`` when absent."""
+    edge: edge_config.EdgeConfig | None = None
+    """The HTTPS edge (``mailstack:edge``; on with ``tls: acme``), or ``None``."""
     warnings: tuple[str, ...] = ()
     """Things the user should know that do not stop the deployment (shown by the program as warnings)."""
     memory: Memory = field(default_factory=Memory)
@@ -449,8 +458,14 @@ def _parse_domain(
         if not isinstance(wraw, Mapping):
             problems.add(f"{where}.webmail", "must be an object {port}")
         else:
-            _check_keys(wraw, frozenset({"port", "alias"}), f"{where}.webmail", problems)
-            port = _as_int(wraw.get("port"), f"{where}.webmail.port", problems, 1, 65535)
+            _check_keys(
+                wraw, frozenset({"port", "alias"}) | edge_config.WEBMAIL_KEYS, f"{where}.webmail", problems
+            )
+            port = None
+            if wraw.get("port") is not None:
+                port = _as_int(wraw.get("port"), f"{where}.webmail.port", problems, 1, 65535)
+                if port is None:
+                    port = 0  # reported; keeps the webmail so later checks name the right item
             alias = wraw.get("alias")
             if alias is not None and (not isinstance(alias, str) or not SERVER_RE.match(alias)):
                 problems.add(
@@ -459,8 +474,7 @@ def _parse_domain(
                     "(letters, digits, -)",
                 )
                 alias = None
-            if port is not None:
-                webmail = Webmail(port=port, alias=alias)
+            webmail = Webmail(port=port or None, alias=alias)
     return Domain(
         domain=name,
         server=server,
@@ -578,23 +592,29 @@ def _check_aliases(domains: list[Domain], vpn_alias: str | None, problems: _Prob
 
 
 def _allocate_addresses(
-    domains: list[Domain], network: NetworkConfig, memory: Memory, problems: _Problems
-) -> list[Domain]:
-    """Give every server its fixed address from the pins, the memory and the hash slots."""
+    domains: list[Domain],
+    network: NetworkConfig,
+    memory: Memory,
+    problems: _Problems,
+    extra: Sequence[Request] = (),
+) -> tuple[list[Domain], dict[str, IPv4Address]]:
+    """Give every server, then every ``extra`` request, its fixed address (pins, memory, hash slots)."""
     requests = [
         Request(server_key(d.domain), d.domain, f"mailstack:domains[{i}] ({d.domain})", d.pinned_address)
         for i, d in enumerate(domains)
     ]
+    requests += extra
     remembered = memory.addresses if memory.found else None
     addresses, found = allocate(requests, network.static_pool(), remembered)
     for where, message in found:
         problems.add(where, message)
-    return [
+    placed = [
         dataclasses.replace(d, address=addresses[server_key(d.domain)])
         if server_key(d.domain) in addresses
         else d
         for d in domains
     ]
+    return placed, addresses
 
 
 def all_host_ports(
@@ -605,7 +625,7 @@ def all_host_ports(
     for i, d in enumerate(domains):
         for hp in d.host_ports():
             ports.append((f"mailstack:domains[{i}] ({d.domain}).ports.{hp.service}", hp))
-        if d.webmail is not None:
+        if d.webmail is not None and d.webmail.port is not None:
             hp = HostPort("webmail", d.webmail.port, 80, d.bind_address)
             ports.append((f"mailstack:domains[{i}] ({d.domain}).webmail.port", hp))
     ports.extend(extra)
@@ -777,7 +797,7 @@ def load_stack(
             "is required with tls: manual: the Docker-host directory holding <hostname>/fullchain.pem and "
             "<hostname>/privkey.pem for every mail server",
         )
-    if tls in ("none", "self-signed") and certificates_path is not None:
+    if tls in ("none", "self-signed", "acme") and certificates_path is not None:
         problems.add("mailstack:certificatesPath", f"is only used with tls: manual or letsencrypt, not {tls}")
         certificates_path = None
     msl = raw.get("messageSizeLimit", DEFAULT_MESSAGE_SIZE_LIMIT)
@@ -809,8 +829,22 @@ def load_stack(
             usable_raw.append(item)
     _check_unique(domains, problems)
     domains = _parse_aliases(usable_raw, domains, problems)
-    domains = _allocate_addresses(domains, network, memory, problems)
+    domains, fixed = _allocate_addresses(
+        domains, network, memory, problems, edge_config.address_requests(raw, domains)
+    )
     deliverability = dlv.parse_deliverability(raw, raw_domains, usable_raw, domains, production, problems)
+    images = _parse_images(raw.get("images"), problems)
+    edge = edge_config.parse_edge(
+        raw,
+        usable_raw,
+        domains,
+        tls=tls,
+        production=production,
+        addresses=fixed,
+        public_addresses={name: auth.dns.public_address for name, auth in deliverability.domains.items()},
+        image=images["edge"],
+        add=problems.add,
+    )
 
     vpn = None
     extra_ports: list[tuple[str, HostPort]] = []
@@ -824,6 +858,8 @@ def load_stack(
                 extra_ports.append(
                     ("mailstack:vpn.port", HostPort("vpn", vpn.port, 51820, vpn.bind_address, "udp"))
                 )
+    if edge is not None:
+        extra_ports.extend(edge_config.host_ports(edge))
     _check_ports(all_host_ports(domains, extra_ports), problems)
     _check_aliases(domains, "vpn" if vpn is not None and vpn.enabled else None, problems)
 
@@ -844,7 +880,6 @@ def load_stack(
     users = [u for d in domains for u in d.users]
     explicit = _check_passwords(passwords, users, production, problems)
     postfix = _parse_postfix(raw.get("postfix"), problems)
-    images = _parse_images(raw.get("images"), problems)
     if production and not protect:
         problems.add("mailstack:protectData", "must stay true in a production stack (mail data protection)")
 
@@ -865,6 +900,7 @@ def load_stack(
         certificates_path=certificates_path,
         explicit_passwords=explicit,
         vpn=vpn,
+        edge=edge,
         warnings=memory.notes + deliverability.warnings(),
         memory=memory,
         deliverability=deliverability,

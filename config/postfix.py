@@ -7,7 +7,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from config import caddy
 from config import dkim as dk
+from config.dovecot import DOVECOT_CF_FILE, render_dovecot_cf
 from config.model import Domain, StackConfig
 
 
@@ -41,7 +43,7 @@ MAIN_CF_FILE = "postfix-main.cf"
 TRANSPORT_FILE = "postfix-transport.cf"
 MYNETWORKS_FILE = "postfix-mynetworks.cidr"
 
-START_ONLY_FILES = (MAIN_CF_FILE,)
+START_ONLY_FILES = (MAIN_CF_FILE, DOVECOT_CF_FILE)
 """Files docker-mailserver reads only when a container starts: a change must replace the container."""
 RELOAD_FILES = (TRANSPORT_FILE, MYNETWORKS_FILE)
 """Files Postfix re-reads on ``postfix reload``; a change to them bumps the accounts file revision."""
@@ -128,8 +130,12 @@ def revision(*contents: str) -> str:
 
 
 def static_files(stack: StackConfig, domain: Domain) -> dict[str, str]:
-    """Every generated file of ``domain``'s server except the accounts file (which holds hashes)."""
-    return {
+    """Every generated file of ``domain``'s server except the accounts file (which holds hashes).
+
+    ``dovecot.cf`` only when the HTTPS edge serves the domain's webmail (Dovecot then trusts the
+    webmail's fixed address to tell it the browser's).
+    """
+    files = {
         MAIN_CF_FILE: render_main_cf(stack, domain),
         TRANSPORT_FILE: render_transport(routes_for(stack, domain)),
         MYNETWORKS_FILE: render_mynetworks(stack, domain),
@@ -137,6 +143,9 @@ def static_files(stack: StackConfig, domain: Domain) -> dict[str, str]:
         QUOTAS_FILE: render_quotas(domain),
         **dkim_files(stack, domain),
     }
+    if stack.edge is not None and domain.domain in stack.edge.webmail_addresses:
+        files[DOVECOT_CF_FILE] = render_dovecot_cf([stack.edge.webmail_addresses[domain.domain]])
+    return files
 
 
 def dkim_files(stack: StackConfig, domain: Domain) -> dict[str, str]:
@@ -152,6 +161,11 @@ def dkim_files(stack: StackConfig, domain: Domain) -> dict[str, str]:
         dk.SIGNING_FILE: dk.render_signing_conf(domain.domain, settings.sign, CONFIG_DIR),
         dk.CONTROLLER_FILE: dk.render_controller_override(),
     }
+
+
+def start_digest(static: dict[str, str]) -> str:
+    """Digest of the files docker-mailserver reads only at start (those of :data:`START_ONLY_FILES` present)."""
+    return revision(*(static[f] for f in START_ONLY_FILES if f in static))
 
 
 def mailserver_env(stack: StackConfig, domain: Domain) -> dict[str, str]:
@@ -194,6 +208,10 @@ def tls_env(stack: StackConfig, domain: Domain) -> dict[str, str]:
     """docker-mailserver TLS variables for ``mailstack:tls`` (v15.1.0 ``target/scripts/helpers/ssl.sh``)."""
     if stack.tls == "none":
         return {"SSL_TYPE": ""}
+    if stack.tls == "acme":
+        if stack.edge is None:
+            raise ValueError("tls: acme needs the HTTPS edge")
+        return caddy.mailserver_tls_env(stack.edge, domain.hostname)
     if stack.tls == "manual":
         base = f"{MANUAL_CERTS_DIR}/{domain.hostname}"
         return {

@@ -19,6 +19,10 @@ This module imports nothing from Pulumi.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from pathlib import Path
+
 from config.model import Domain, StackConfig
 
 IMAP_PORT = 143
@@ -50,6 +54,14 @@ UPLOAD_SHARE = 0.7
 Attachments are base64-encoded in the message (4/3 larger), so 70 % of the limit leaves room for
 the encoding (93 %) and the headers and text of the message.
 """
+
+CLIENT_IP_PLUGIN = "mailstack_client_ip"
+"""mailstack's own plugin: sends the browser's address to Dovecot in the IMAP ID (``x-originating-ip``)."""
+CLIENT_IP_PLUGIN_SOURCE = Path(__file__).resolve().parent / "roundcube_plugin" / f"{CLIENT_IP_PLUGIN}.php"
+CLIENT_IP_PLUGIN_PATH = f"/usr/src/roundcubemail/plugins/{CLIENT_IP_PLUGIN}/{CLIENT_IP_PLUGIN}.php"
+"""Where the plugin is uploaded: the image's pristine copy, which its entrypoint copies into the empty
+docroot on the container's first start (an upload into the docroot itself would make the entrypoint
+warn about a non-empty directory and wait 10 s)."""
 
 HEALTHCHECK = ["CMD", "curl", "--fail", "http://localhost/?ping=ping"]
 """Roundcube answers ``?ping=ping`` without a session (the image's own tests probe it with curl)."""
@@ -98,7 +110,7 @@ def webmail_env(stack: StackConfig, domain: Domain) -> dict[str, str]:
         "ROUNDCUBEMAIL_UPLOAD_MAX_FILESIZE": php_size(upload_limit_bytes(stack)),
         "ROUNDCUBEMAIL_DB_TYPE": "sqlite",
         "ROUNDCUBEMAIL_SKIN": SKIN,
-        "ROUNDCUBEMAIL_PLUGINS": ",".join(PLUGINS),
+        "ROUNDCUBEMAIL_PLUGINS": ",".join(plugins(stack, domain)),
         # "user1" is completed to user1@<domain>; the full address (the documented login) is kept as is.
         "ROUNDCUBEMAIL_USERNAME_DOMAIN": domain.domain,
     }
@@ -115,8 +127,8 @@ def _ssl_options(stack: StackConfig, domain: Domain) -> list[tuple[str, str]] | 
     """PHP stream-context ``ssl`` options (key, PHP literal) for the mail server connections."""
     if stack.tls == "none":
         return None
-    if stack.tls == "self-signed":
-        # The lab's own certificate: encrypted, but no CA vouches for it.
+    if stack.tls == "self-signed" or (stack.tls == "acme" and stack.edge is not None and stack.edge.lab):
+        # The lab's own certificate (or the lab edge's internal CA): encrypted, but no public CA vouches.
         return [
             ("verify_peer", "false"),
             ("verify_peer_name", "false"),
@@ -145,6 +157,9 @@ def render_config_php(stack: StackConfig, domain: Domain) -> str:
         "// Roundcube refuses attachments that would make the message exceed the mail servers' limit.",
         f"$config['max_message_size'] = {int(stack.message_size_limit)};",
     ]
+    if served_by_edge(stack, domain):
+        assert stack.edge is not None and domain.webmail is not None
+        lines += render_edge_php([stack.edge.address], https_only=domain.webmail.port is None)
     options = _ssl_options(stack, domain)
     if options is not None:
         for setting in ("imap_conn_options", "smtp_conn_options"):
@@ -156,9 +171,54 @@ def render_config_php(stack: StackConfig, domain: Domain) -> str:
     return "\n".join(lines) + "\n"
 
 
-def webmail_url(domain: Domain) -> str:
-    """The URL a browser on the Docker host opens for ``domain``'s webmail (``0.0.0.0`` shown as loopback)."""
+def served_by_edge(stack: StackConfig, domain: Domain) -> bool:
+    """True when the HTTPS edge serves ``domain``'s webmail."""
+    return (
+        stack.edge is not None
+        and domain.webmail is not None
+        and domain.domain in stack.edge.webmail_addresses
+    )
+
+
+def plugins(stack: StackConfig, domain: Domain) -> list[str]:
+    """The Roundcube plugins of ``domain``'s webmail: the image's, plus mailstack's behind the edge."""
+    return [*PLUGINS, CLIENT_IP_PLUGIN] if served_by_edge(stack, domain) else list(PLUGINS)
+
+
+def webmail_url(domain: Domain, stack: StackConfig | None = None) -> str:
+    """The URL a browser opens for ``domain``'s webmail.
+
+    Behind the HTTPS edge ``https://<webmail host>/`` (with the lab's port); otherwise its own plain HTTP
+    port on the Docker host (``0.0.0.0`` shown as loopback).
+    """
     if domain.webmail is None:
         raise ValueError(f"{domain.domain} has no webmail")
+    if stack is not None and stack.edge is not None and served_by_edge(stack, domain):
+        host = stack.edge.domain(domain.domain).webmail_host
+        port = "" if stack.edge.https_port == 443 else f":{stack.edge.https_port}"
+        return f"https://{host}{port}/"
     host = "127.0.0.1" if domain.bind_address == "0.0.0.0" else domain.bind_address
     return f"http://{host}:{domain.webmail.port}/"
+
+
+def client_ip_plugin() -> str:
+    """The source of the :data:`CLIENT_IP_PLUGIN` plugin (the project's own PHP file)."""
+    return CLIENT_IP_PLUGIN_SOURCE.read_text()
+
+
+def render_edge_php(proxies: Iterable[IPv4Address], *, https_only: bool) -> list[str]:
+    """PHP lines for a webmail served by the HTTPS edge (Roundcube ``rcube_utils::https_check``).
+
+    ``proxy_whitelist`` (exact addresses, no ranges) makes Roundcube trust ``X-Forwarded-Proto`` and
+    ``X-Forwarded-For`` from the edge alone; the client-address plugin reads the same list.
+    ``use_https`` tells it every request was HTTPS, which holds only when the webmail publishes no
+    plain-HTTP port of its own (it must not be set together with ``force_https``).
+    """
+    listed = ", ".join(php_string(str(a)) for a in sorted(set(proxies)))
+    lines = [
+        "// Served by mailstack's HTTPS edge: trust its forwarded headers, and only its.",
+        f"$config['proxy_whitelist'] = [{listed}];",
+    ]
+    if https_only:
+        lines.append("$config['use_https'] = true;")
+    return lines

@@ -15,7 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.components.harness import Program, Registration, StackMocks, dev_config, run_program, unwrap
+from tests.components.harness import (
+    Program,
+    Registration,
+    StackMocks,
+    dev_config,
+    prod_config,
+    run_program,
+    unwrap,
+)
 
 # Which input properties a provider updates in place; every other input change replaces the resource.
 # Docker: kreuzwerker/terraform-provider-docker v4.5.0 (what pulumi-docker 5.x bridges), every schema
@@ -115,12 +123,16 @@ class BlastRadius:
             "volumes created": self.count("volume", "create"),
             "volumes replaced or updated": self.count("volume", "replace", "update"),
             "volumes released (retained on host)": self.count("volume", "delete"),
-            "config writers run": self.count("config-writer", "replace", "create"),
+            "config writers run": self.count("config-writer", "replace", "create")
+            + self.count("edge-config-writer", "replace", "create"),
+            "edge containers replaced": self.count("edge", "replace"),
             # a config writer's gate is updated with every successful write: counted with the writers
             "other changes": sum(
                 1
                 for c in self.changes
-                if c.role not in ("mailserver", "volume", "config-writer", "config-gate")
+                if c.role
+                not in ("mailserver", "volume", "config-writer", "edge-config-writer", "config-gate")
+                and not (c.role == "edge" and c.action == "replace")
             ),
         }
 
@@ -227,6 +239,56 @@ def _turn_backups_on(c: dict) -> None:
     c["backupSecrets"] = {"password": "lab-only-restic-password"}
 
 
+EDGE_SPARE_ADDRESS = "203.0.113.12"
+"""A public address the edge base lists ahead (``mailstack:edge.addresses``) for a domain added later."""
+
+
+def edge_base() -> dict:
+    """The production example (HTTPS edge, ``tls: acme``) with a spare public address listed ahead."""
+    config = prod_config()
+    config["edge"] = {**config["edge"], "addresses": [*config["edge"]["addresses"], EDGE_SPARE_ADDRESS]}
+    return config
+
+
+def _new_prod_domain(c: dict, address: str) -> None:
+    c["domains"].append(
+        {
+            "domain": "example.com",
+            "server": "mx3",
+            "bindAddress": address,
+            "ports": {"smtp": 25, "submission": 587, "imap": 143},
+            "webmail": {},
+            "users": [{"name": "carol", "quota": "1G"}],
+        }
+    )
+
+
+def _add_edge_domain(c: dict) -> None:
+    _new_prod_domain(c, EDGE_SPARE_ADDRESS)
+
+
+def _add_edge_domain_new_address(c: dict) -> None:
+    _new_prod_domain(c, "203.0.113.13")
+    c["edge"] = {**c["edge"], "addresses": [*c["edge"]["addresses"], "203.0.113.13"]}
+
+
+def _certificate_renewed(c: dict) -> None:
+    """Nothing in the configuration: Caddy renewed certificates in its data volume (see ``AFTER_EXITS``)."""
+
+
+def _renewed_certificates() -> dict[str, tuple[int, str]]:
+    """What the run-once containers report when every output that could carry a certificate is a renewed one.
+
+    Only the certificate waits' output names a certificate (its expiry and fingerprint); the program
+    must feed it into nothing but the gate check, so a renewal replaces no server and no edge.
+    """
+    renewed = "mailstack: the certificate of {host} is there: notAfter=Mar  1 00:00:00 2027 GMT sha256 Fingerprint=RENEWED"
+    return {
+        f"{domain}-certificate-wait": (0, renewed.format(host=f"mail.{domain}"))
+        for domain in ("example.org", "example.net")
+    }
+
+
 CHANGES: dict[str, Callable[[dict], None]] = {
     "add user": _add_user,
     "change password": _change_password,
@@ -241,8 +303,23 @@ CHANGES: dict[str, Callable[[dict], None]] = {
     "switch the signing selector": _switch_sign,
     "add a user with DKIM on": _add_user,
     "turn backups on": _turn_backups_on,
+    "add a domain with the edge": _add_edge_domain,
+    "add a domain on a new public address (edge)": _add_edge_domain_new_address,
+    "certificate renewed": _certificate_renewed,
 }
-"""The kinds of change the README's blast-radius table measures, applied to the dev stack."""
+"""The kinds of change the README's blast-radius table measures, applied to the dev stack (or ``BASES``)."""
+
+STARTS: dict[str, tuple[Callable[[], dict], str]] = {
+    "add a domain with the edge": (edge_base, "prod"),
+    "add a domain on a new public address (edge)": (edge_base, "prod"),
+    "certificate renewed": (edge_base, "prod"),
+}
+"""The stack configuration and name a kind of change starts from, when it is not the dev stack."""
+
+AFTER_EXITS: dict[str, Callable[[], dict[str, tuple[int, str]]]] = {
+    "certificate renewed": _renewed_certificates
+}
+"""What the provider reports differently after a change that happens outside the configuration."""
 
 BASES: dict[str, Callable[[dict], None]] = {
     "add a selector": _dkim_on,
@@ -252,28 +329,38 @@ BASES: dict[str, Callable[[dict], None]] = {
 """Changes measured on the dev stack with DKIM already on (and, for the switch, two selectors)."""
 
 
-def run(config: dict, memory: Any = None) -> Program:
+def run(
+    config: dict,
+    memory: Any = None,
+    *,
+    stack: str = "dev",
+    exits: dict[str, tuple[int, str]] | None = None,
+) -> Program:
     """Run the program with ``config`` as ``pulumi up`` would see it (passwords and backup secrets secret).
 
-    ``memory`` is the ``memory`` output of the update before, as the program reads it back.
+    ``memory`` is the ``memory`` output of the update before, as the program reads it back; ``exits``
+    what run-once containers report (``StackMocks``), by logical name.
     """
     outputs = {} if memory is None else {"memory": unwrap(memory)}
     return run_program(
         copy.deepcopy(config),
+        stack,
         secret_keys=("mailstack:passwords", "mailstack:backupSecrets"),
-        mocks=StackMocks(stack_outputs=outputs),
+        mocks=StackMocks(exits=exits, stack_outputs=outputs),
     )
 
 
 def blast_radius(kind: str, base: dict | None = None) -> BlastRadius:
-    """Measure one kind of change against ``base`` (default: the dev stack)."""
-    before_config = copy.deepcopy(base if base is not None else dev_config())
+    """Measure one kind of change against ``base`` (default: its ``STARTS`` entry, else the dev stack)."""
+    make_base, stack = STARTS.get(kind, (dev_config, "dev"))
+    before_config = copy.deepcopy(base if base is not None else make_base())
     if kind in BASES:
         BASES[kind](before_config)
     after_config = copy.deepcopy(before_config)
     CHANGES[kind](after_config)
-    before = run(before_config)
-    return diff(before, run(after_config, memory=before.outputs["memory"]))
+    before = run(before_config, stack=stack)
+    exits = AFTER_EXITS[kind]() if kind in AFTER_EXITS else None
+    return diff(before, run(after_config, memory=before.outputs["memory"], stack=stack, exits=exits))
 
 
 def table(rows: dict[str, BlastRadius]) -> str:

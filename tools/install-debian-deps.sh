@@ -6,12 +6,18 @@
 #   dovecot-lmtpd    LMTP delivery from Postfix to Dovecot in the verify fixture
 #   wireguard-tools  wg, wg-quick (parse and apply generated WireGuard configs)
 #   wireguard-go     userspace WireGuard device (the CI kernel has no WireGuard module)
-#   php-cli          php -l on generated Roundcube config files
+#   php-cli          php -l on generated Roundcube config files; runs Roundcube's IMAP library
+#   php-mbstring     Roundcube's library needs it (the webmail client-address plugin's test)
+#   busybox          the shell of the Caddy image (Alpine), to run the edge's Caddyfile writer script
 #   iproute2         ip netns / ip link for the WireGuard namespaces
 #   rspamd           rspamd, rspamc, rspamadm: signs with the generated DKIM files (the DKIM signer's tests)
 #   restic           restic 0.14 (Debian 12): the backup job's commands, backup/restore/forget for real
 #   busybox          the shell and applets of the restic image (Alpine), to run the backup job's script
 #   php-sqlite3      PDO SQLite for the webmail-export sidecar's VACUUM INTO (Roundcube's database copy)
+#
+# Also unpacked, never installed: Debian's roundcube-core (Roundcube's own PHP library, 1.6.x) into
+# /var/lib/mailstack-tests/roundcube-core, for the contract test of mailstack's Roundcube plugin. Installing
+# it would pull in a web server and a database setup; the test needs only its PHP files.
 #
 # Idempotent: only packages that are missing are installed; when all are present nothing runs (no apt-get
 # update either). Run as root on Debian 12 (the docker-mailserver 15.1.0 base), non-interactively.
@@ -32,12 +38,15 @@ PACKAGES=(
     wireguard-tools
     wireguard-go
     php-cli
+    php-mbstring
+    busybox
     iproute2
     rspamd
     restic
     busybox
     php-sqlite3
 )
+ROUNDCUBE_DIR=/var/lib/mailstack-tests/roundcube-core
 
 POLICY_RC=/usr/sbin/policy-rc.d
 
@@ -60,8 +69,37 @@ for pkg in "${PACKAGES[@]}"; do
     is_installed "$pkg" || MISSING+=("$pkg")
 done
 
+# Wait for another apt/dpkg run (unattended upgrades, a parallel install) instead of failing at once.
+APT_LOCK=(-o DPkg::Lock::Timeout=600)
+
+unpack_roundcube() {
+    if [[ -f "$ROUNDCUBE_DIR/.mailstack-unpacked" ]]; then
+        log "roundcube-core library present: $ROUNDCUBE_DIR ($(cat "$ROUNDCUBE_DIR/.mailstack-unpacked"))"
+        return 0
+    fi
+    local work deb
+    work="$(mktemp -d)"
+    chmod 0755 "$work"
+    if ! (cd "$work" && apt-get "${APT_LOCK[@]}" download -qq roundcube-core 2>/dev/null); then
+        apt-get "${APT_LOCK[@]}" update -qq
+        (cd "$work" && apt-get "${APT_LOCK[@]}" download -qq roundcube-core)
+    fi
+    deb="$(ls "$work"/roundcube-core_*.deb)"
+    rm -rf "$ROUNDCUBE_DIR.tmp"
+    mkdir -p "$ROUNDCUBE_DIR.tmp"
+    dpkg-deb -x "$deb" "$ROUNDCUBE_DIR.tmp"
+    dpkg-deb -f "$deb" Version >"$ROUNDCUBE_DIR.tmp/.mailstack-unpacked"
+    rm -rf "$ROUNDCUBE_DIR"
+    mv "$ROUNDCUBE_DIR.tmp" "$ROUNDCUBE_DIR"
+    rm -rf "$work"
+    log "unpacked roundcube-core $(cat "$ROUNDCUBE_DIR/.mailstack-unpacked") into $ROUNDCUBE_DIR"
+}
+
 if ((${#MISSING[@]} == 0)); then
     log "all present: ${PACKAGES[*]}"
+    if [[ "$(id -u)" -eq 0 ]]; then
+        unpack_roundcube
+    fi
     exit 0
 fi
 
@@ -100,8 +138,6 @@ printf '%s\n' \
     'postfix postfix/mailname string localhost' |
     debconf-set-selections
 
-# Wait for another apt/dpkg run (unattended upgrades, a parallel install) instead of failing at once.
-APT_LOCK=(-o DPkg::Lock::Timeout=600)
 apt-get "${APT_LOCK[@]}" update -qq
 apt-get "${APT_LOCK[@]}" install -y -qq --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
@@ -131,3 +167,4 @@ if ((${#STILL_MISSING[@]} > 0)); then
 fi
 
 log "installed ${#MISSING[@]} package(s) in $(($(date +%s) - START)) s: ${MISSING[*]}"
+unpack_roundcube

@@ -607,7 +607,10 @@ _UNKNOWN_STORED = Rule(EXACT, "-", "a stored property the program does not decla
 
 def _compare(resource: str, rule: Rule, path: str, declared: Any, stored: Any, out: list[Drift]) -> None:
     if rule.same is not None:
-        if not rule.same(stored, declared):
+        # A diff suppression is only consulted for a value that differs: equal lists (same order) show no
+        # change at all (hashicorp/terraform-plugin-sdk v2 helper/schema/schema.go, schemaMap.diff calls
+        # DiffSuppressFunc only for attributes whose old and new values differ).
+        if _plain(unwrap(stored)) != _plain(unwrap(declared)) and not rule.same(stored, declared):
             out.append(Drift(resource, path, declared, stored))
         return
     plain_declared, plain_stored = unwrap(declared), unwrap(stored)

@@ -2,9 +2,10 @@
 
 Every policy stops a mistake that breaks or endangers a mail system before ``pulumi up`` applies
 it: moving image tags, unprotected mailboxes, open relays, broken routing between the servers,
-colliding ports or subnets, plaintext logins on public addresses, secrets in plain environment
-variables, well-known passwords, containers nobody restarts, a WireGuard server that prints
-its keys, and (in production) a mail server that does not DKIM-sign. The same policies run again on ``pulumi up`` with the resolved values: resource
+colliding ports or subnets, plaintext logins on public addresses, webmail not behind the HTTPS edge,
+secrets in plain environment variables, well-known passwords, containers nobody restarts, a WireGuard
+server that prints its keys, and (in production) a mail server that does not DKIM-sign. The same policies
+run again on ``pulumi up`` with the resolved values: resource
 policies before each resource is created, stack policies once the update is done (``pulumi up``
 runs a preview first, so a mandatory stack violation still stops it before anything is applied).
 
@@ -16,8 +17,8 @@ Layout:
   tables, accounts, transport next hops, ``wg0.conf`` networks).
 - one module per concern, each defining its policy (or two): :mod:`.images`,
   :mod:`.data_protection`, :mod:`.relay`, :mod:`.routing` (hostnames and routes),
-  :mod:`.ports_and_subnets`, :mod:`.plaintext`, :mod:`.env_secrets`, :mod:`.credentials`,
-  :mod:`.health`, :mod:`.wireguard`, :mod:`.signing`.
+  :mod:`.ports_and_subnets`, :mod:`.plaintext`, :mod:`.edge` (webmail behind the HTTPS edge),
+  :mod:`.env_secrets`, :mod:`.credentials`, :mod:`.health`, :mod:`.wireguard`, :mod:`.signing`.
 - :mod:`.production`: the ``production`` config property of the prod-only policies;
   :mod:`.shared_rules`: the rule set shared with ``config/`` (``config/rules.py``).
 
@@ -33,6 +34,7 @@ from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValid
 
 from .credentials import no_weak_credentials
 from .data_protection import mail_data_protected
+from .edge import webmail_behind_edge
 from .env_secrets import no_secrets_in_env
 from .health import health_and_restart
 from .images import images_pinned
@@ -59,6 +61,7 @@ POLICIES: Final[list[ResourceValidationPolicy | StackValidationPolicy]] = [
     mail_routing,
     unique_ports_and_subnets,
     no_plaintext_exposure,
+    webmail_behind_edge,
     no_secrets_in_env,
     no_weak_credentials,
     health_and_restart,

@@ -168,10 +168,13 @@ def test_sftp_gets_its_ssh_config_and_pinned_host_key(prod_program: Program):
         and "D1_SMTP_HOST=mx1" in settings
         and "D2_SMTP_HOST=mx2" in settings
     )
-    assert "D1_WEBMAIL=0" in settings  # the production example has no webmail: no sidecar, no export
-    assert not [
-        r for r in prod_program.of_type(CONTAINER) if labels_of(r).get("mailstack.role") == "webmail-export"
-    ]
+    # the production example's webmails (behind the HTTPS edge) are exported like the lab's
+    assert "D1_WEBMAIL=1" in settings and "D2_WEBMAIL=1" in settings
+    assert sorted(
+        unwrap(r.inputs["name"])
+        for r in prod_program.of_type(CONTAINER)
+        if labels_of(r).get("mailstack.role") == "webmail-export"
+    ) == ["mailstack-prod-webmail-export-mx1", "mailstack-prod-webmail-export-mx2"]
 
 
 def test_the_job_waits_for_the_mail_servers(dev_program: Program):

@@ -158,6 +158,7 @@ class LabDomain:
     user: str = ""
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12), repr=False)
     imap_enabled: bool = True
+    dovecot_extra: str = ""  # appended to dovecot.conf, as docker-mailserver appends dovecot.cf
     routes: dict[str, int] = field(default_factory=dict)  # broken routes: peer domain -> port
     milter_port: int | None = None
     """A milter (Rspamd's proxy) on this loopback port for the submission service, as docker-mailserver adds
@@ -377,7 +378,7 @@ service auth {{
 protocol lmtp {{
   postmaster_address = postmaster@{d.name}
 }}
-""")
+{d.dovecot_extra}""")
 
     # ------------------------------------------------------------------------------------ lifecycle
 

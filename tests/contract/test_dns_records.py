@@ -138,10 +138,13 @@ def test_published_records_pass_the_dns_check(outputs, outputs_file, serve, caps
     out = capsys.readouterr().out
     assert code == 0, out
     records = [r for recs in dns_tool.load_records(outputs).values() for r in recs]
-    assert out.count("    ok         ") == len(records) == 19
+    # 19 mail records, and 4 per domain for the HTTPS edge (_mta-sts TXT; webmail, mta-sts, autoconfig A)
+    assert out.count("    ok         ") == len(records) == 19 + 2 * 4
     assert f"Summary: PASS: {len(records)}/{len(records)} DNS records ok" in out
     assert "ok         PTR   10.113.0.203.in-addr.arpa" in out
     assert "ok         TXT   mail._domainkey.example.org" in out
+    assert "ok         TXT   _mta-sts.example.org" in out
+    assert "ok         A     webmail.example.net" in out
 
 
 def test_one_changed_record_fails_naming_it(outputs, outputs_file, serve, capsys) -> None:
@@ -155,7 +158,19 @@ def test_one_changed_record_fails_naming_it(outputs, outputs_file, serve, capsys
         "    different  TXT   example.net: expected 'v=spf1 ip4:203.0.113.10 -all', "
         "found 'v=spf1 ip4:198.51.100.1 -all'"
     ]
-    assert "Summary: FAIL: 18/19 DNS records ok" in out
+    assert "Summary: FAIL: 26/27 DNS records ok" in out
+
+
+def test_a_stale_mta_sts_id_fails_naming_it(outputs, outputs_file, serve, capsys) -> None:
+    zones = _changed(dns_tool.load_records(outputs), "_mta-sts.example.org", "TXT", ("v=STSv1; id=0",))
+    server = serve(zones)
+    code = verify.main(["--outputs", str(outputs_file), "--only-dns", "--nameserver", server.address])
+    out = capsys.readouterr().out
+    assert code == 1
+    bad = [line for line in out.splitlines() if line.startswith("    ") and " ok " not in line]
+    assert len(bad) == 1 and bad[0].startswith(
+        "    different  TXT   _mta-sts.example.org: expected 'v=STSv1; id="
+    )
 
 
 def test_a_missing_dkim_record_and_a_second_spf_record_fail(outputs, serve) -> None:

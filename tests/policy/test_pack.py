@@ -76,7 +76,16 @@ def dev_program() -> Program:
 
 def test_prod_stack_passes_every_mandatory_policy(prod_program: Program) -> None:
     containers = {unwrap(r.inputs["name"]).rsplit("-config-", 1)[0] for r in prod_program.of_type(CONTAINER)}
-    assert containers == {"mailstack-prod-mx1", "mailstack-prod-mx2", "mailstack-prod-vpn"}
+    assert containers == {
+        "mailstack-prod-mx1",
+        "mailstack-prod-mx2",
+        "mailstack-prod-vpn",
+        "mailstack-prod-edge",
+        "mailstack-prod-webmail-mx1",
+        "mailstack-prod-webmail-mx2",
+        "mailstack-prod-mx1-certificate-wait",
+        "mailstack-prod-mx2-certificate-wait",
+    }
     assert evaluate(prod_program, load_config("prod")) == []
     # Without a config file every policy is mandatory and prod-only policies assume production.
     assert evaluate(prod_program, None) == []
@@ -115,8 +124,9 @@ def test_dev_stack_preview_is_clean() -> None:
 def test_dev_stack_under_the_prod_config_is_blocked(dev_program: Program) -> None:
     found = evaluate(dev_program, load_config("prod"))
     assert {v.level for v in found} == {"mandatory"}
-    assert {v.policy for v in found} == {"no-weak-credentials", "dkim-signing"}
-    assert summary(found)[("dkim-signing", "example1.local-server")] == 1  # the lab does not sign
+    # the lab does not sign, and its webmails speak plain HTTP without the HTTPS edge in front of them
+    assert {v.policy for v in found} == {"no-weak-credentials", "dkim-signing", "webmail-behind-edge"}
+    assert summary(found)[("dkim-signing", "example1.local-server")] == 1
 
 
 # --- one broken production stack per policy -------------------------------------------------------
@@ -172,6 +182,12 @@ def _no_vpn_healthcheck(program: Program) -> None:
 
 def _vpn_logs_configs(program: Program) -> None:
     _set_env(_registration(program, "vpn-container"), "LOG_CONFS", "true")
+
+
+def _edge_forgets_webmail(program: Program) -> None:
+    writer = _registration(program, "edge-config-writer")
+    upload = writer.inputs["uploads"][0]
+    upload["content"] = upload["content"].replace("reverse_proxy webmail-mx2:80", "respond 404")
 
 
 def _image_tag(name: str, reference: str) -> Callable[[Program], None]:
@@ -265,7 +281,12 @@ BROKEN = [
             ("no-plaintext-exposure", "example.org-server"): 1,
             ("no-plaintext-exposure", "example.net-server"): 1,
         },
-        config=_prod_with(tls="none", certificatesPath=None),
+        config=_prod_with(tls="none", edge={**prod_config()["edge"], "enabled": True}),
+    ),
+    Broken(
+        "webmail-behind-edge: the edge does not proxy one webmail",
+        {("webmail-behind-edge", "example.net-webmail-container"): 1},
+        tamper=_edge_forgets_webmail,
     ),
     Broken(
         "no-secrets-in-env: a relay password in the environment",

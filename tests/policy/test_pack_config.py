@@ -21,7 +21,7 @@ NAMES = {p.name for p in POLICIES}
 
 
 def test_policies_have_unique_names_and_one_sentence_descriptions() -> None:
-    assert len(NAMES) == len(POLICIES) == 12
+    assert len(NAMES) == len(POLICIES) == 13
     for p in POLICIES:
         assert re.fullmatch(r"[a-z]+(-[a-z]+)*", p.name), p.name
         assert p.description.endswith(".") and p.description.count(". ") == 0, p.description
@@ -36,6 +36,7 @@ def test_stack_policies_are_the_graph_rules() -> None:
         "mail-routing",
         "unique-host-ports-and-subnets",
         "dkim-signing",
+        "webmail-behind-edge",
     }
 
 

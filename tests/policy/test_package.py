@@ -1,4 +1,4 @@
-"""The pack's package loads the way the Pulumi CLI loads it, and holds the pack's twelve policies."""
+"""The pack's package loads the way the Pulumi CLI loads it, and holds the pack's thirteen policies."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ PACK_POLICIES = [
     "mail-routing",
     "unique-host-ports-and-subnets",
     "no-plaintext-exposure",
+    "webmail-behind-edge",
     "no-secrets-in-env",
     "no-weak-credentials",
     "health-and-restart",
@@ -25,7 +26,7 @@ PACK_POLICIES = [
     "dkim-signing",
 ]
 """The policies of the pack, in the order the pack reports them (the first eleven from before it became a
-package, then dkim-signing)."""
+package with webmail-behind-edge after no-plaintext-exposure, then dkim-signing)."""
 
 # Run from policy/ as the working directory, the project root not on sys.path (as `pulumi preview
 # --policy-pack policy` runs __main__.py), with PolicyPack made to fail loudly: building it would start
@@ -51,7 +52,7 @@ print(json.dumps({
 """
 
 
-def test_pack_holds_the_same_twelve_policies() -> None:
+def test_pack_holds_the_same_thirteen_policies() -> None:
     assert [p.name for p in POLICIES] == PACK_POLICIES
 
 
@@ -71,6 +72,7 @@ def test_every_module_imports_from_the_pack_directory_without_starting_the_serve
     assert loaded["modules"] == [
         "credentials",
         "data_protection",
+        "edge",
         "env_secrets",
         "health",
         "images",
