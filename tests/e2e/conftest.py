@@ -245,11 +245,11 @@ def _make_plan(run: support.Runner, timeouts: Timeouts, say: Say) -> Plan:
     return plan
 
 
-@pytest.fixture(scope="module")
-def deployment(e2e_ready: Prerequisites, e2e_timeouts: Timeouts, say: Say) -> Iterator[Deployment]:
-    """Deploy the e2e stack once for the module; always clean everything up afterwards."""
+@contextlib.contextmanager
+def new_deployment(e2e_ready: Prerequisites, timeouts: Timeouts, say: Say) -> Iterator[Deployment]:
+    """A new uniquely named stack on a fresh local backend; everything is cleaned up afterwards."""
     run = support.run_command
-    plan = _make_plan(run, e2e_timeouts, say)
+    plan = _make_plan(run, timeouts, say)
     backend = Path(tempfile.mkdtemp(prefix="mailstack-e2e-state-"))
     env = _MaskedEnv(
         PULUMI_BACKEND_URL=backend.as_uri(),
@@ -268,7 +268,17 @@ def deployment(e2e_ready: Prerequisites, e2e_timeouts: Timeouts, say: Say) -> It
                 pulumi_command=_pulumi_command(e2e_ready.pulumi_cli),
             ),
         )
-        dep = Deployment(plan=plan, stack=stack, timeouts=e2e_timeouts, say=say, run=run)
+        dep = Deployment(plan=plan, stack=stack, timeouts=timeouts, say=say, run=run)
+        yield dep
+    finally:
+        _teardown(plan, stack, dep, backend, timeouts, say, run)
+
+
+@pytest.fixture(scope="module")
+def deployment(e2e_ready: Prerequisites, e2e_timeouts: Timeouts, say: Say) -> Iterator[Deployment]:
+    """Deploy the e2e stack once for the module; always clean everything up afterwards."""
+    with new_deployment(e2e_ready, e2e_timeouts, say) as dep:
+        plan, stack = dep.plan, dep.stack
         dep.set_config(support.initial_entries(plan))
         with dep.step("up"):
             say(
@@ -288,8 +298,6 @@ def deployment(e2e_ready: Prerequisites, e2e_timeouts: Timeouts, say: Say) -> It
             dep.servers_before = {k: v for k, v in found.items() if v is not None}
             dep.volumes_before = dep.volume_dates()
         yield dep
-    finally:
-        _teardown(plan, stack, dep, backend, e2e_timeouts, say, run)
 
 
 def _teardown(

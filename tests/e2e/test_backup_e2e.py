@@ -26,7 +26,6 @@ import contextlib
 import imaplib
 import os
 import re
-import secrets
 import shutil
 import smtplib
 import tempfile
@@ -35,11 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from pulumi import automation as auto
 
 from config import backup as bk
 from tests.e2e import support
-from tests.e2e.conftest import Deployment, _make_plan, _MaskedEnv, _pulumi_command, _teardown
+from tests.e2e.conftest import Deployment, new_deployment
 from tests.e2e.support import DOMAINS, NAMESPACE, PROJECT_DIR, Secret
 from tools import verify
 from tools.backups import drill, restore, snapshots
@@ -130,36 +128,20 @@ def backups(
         if os.environ.get(support.REQUIRE_ENV) == "1":
             pytest.fail(f"e2e backups: {problem}", pytrace=False)
         pytest.skip(f"e2e backups: {problem}")
-    plan = _make_plan(run, e2e_timeouts, say)
-    repository = Path(tempfile.mkdtemp(prefix=f".e2e-restic-{plan.stack}-", dir=PROJECT_DIR))
-    backend = Path(tempfile.mkdtemp(prefix="mailstack-e2e-state-"))
-    env = _MaskedEnv(
-        PULUMI_BACKEND_URL=backend.as_uri(),
-        PULUMI_CONFIG_PASSPHRASE=secrets.token_urlsafe(24),
-        PULUMI_SKIP_UPDATE_CHECK="true",
-    )
-    stack: auto.Stack | None = None
-    dep: Deployment | None = None
+    repository: Path | None = None
     try:
-        stack = auto.create_stack(
-            plan.stack,
-            work_dir=str(PROJECT_DIR),
-            opts=auto.LocalWorkspaceOptions(
-                env_vars=env,
-                secrets_provider="passphrase",
-                pulumi_command=_pulumi_command(e2e_ready.pulumi_cli),
-            ),
-        )
-        dep = Deployment(plan=plan, stack=stack, timeouts=e2e_timeouts, say=say, run=run)
-        dep.set_config(support.initial_entries(plan) + backup_entries(repository, support.new_password()))
-        result = BackupRun(dep, repository)
-        with result.step("up"):
-            dep.pulumi(f"pulumi up of {plan.stack} with backups on", stack.up)
-            dep.volumes = {d: dict(e.get("volumes") or {}) for d, e in dep.outputs().domains.items()}
-        yield result
-    finally:
-        _teardown(plan, stack, dep, backend, e2e_timeouts, say, run)
-        _remove_repository(repository, run, e2e_timeouts.docker_info * 4, image)
+        with new_deployment(e2e_ready, e2e_timeouts, say) as dep:
+            plan, stack = dep.plan, dep.stack
+            repository = Path(tempfile.mkdtemp(prefix=f".e2e-restic-{plan.stack}-", dir=PROJECT_DIR))
+            dep.set_config(support.initial_entries(plan) + backup_entries(repository, support.new_password()))
+            result = BackupRun(dep, repository)
+            with result.step("up"):
+                dep.pulumi(f"pulumi up of {plan.stack} with backups on", stack.up)
+                dep.volumes = {d: dict(e.get("volumes") or {}) for d, e in dep.outputs().domains.items()}
+            yield result
+    finally:  # after the stack's own clean-up, which stops the job that writes the repository
+        if repository is not None:
+            _remove_repository(repository, run, e2e_timeouts.docker_info * 4, image)
 
 
 def _inbox(port: int, address: str, password: Secret) -> list[tuple[int, str]]:
