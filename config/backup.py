@@ -345,15 +345,13 @@ def _parse_s3(spec: str, original: str, production: bool) -> tuple[Repository | 
         bucket = url.path[1:].split("/", 1)[0] if url.path else ""
         if not bucket:
             return None, [f"{where}: {original!r} names no bucket (restic: 's3: bucket name not found')"]
-        problems = []
-        host_problem = _host_problem(url.hostname or "")
-        if host_problem:
-            problems.append(f"{where}: {original!r} {host_problem}")
-        if production and url.scheme == "http":
-            problems.append(
-                f"{where}: {original!r} uses plain http, which sends the S3 keys' signatures and the encrypted "
-                "data unprotected; production stacks need https"
-            )
+        problems = _endpoint_problems(
+            original,
+            url.hostname or "",
+            url.scheme,
+            production,
+            "the S3 keys' signatures and the encrypted data",
+        )
         if problems:
             return None, problems
         return Repository(
@@ -374,6 +372,20 @@ def _parse_s3(spec: str, original: str, production: bool) -> tuple[Repository | 
     ), []
 
 
+def _endpoint_problems(original: str, host: str, scheme: str, production: bool, exposed: str) -> list[str]:
+    """What is wrong with an HTTP(S) repository endpoint: its host, or plain http in production."""
+    where = f"{ITEM}.repository"
+    problems = []
+    host_problem = _host_problem(host)
+    if host_problem:
+        problems.append(f"{where}: {original!r} {host_problem}")
+    if production and scheme == "http":
+        problems.append(
+            f"{where}: {original!r} uses plain http, which sends {exposed} unprotected; production stacks need https"
+        )
+    return problems
+
+
 def _parse_rest(spec: str, original: str, production: bool) -> tuple[Repository | None, list[str]]:
     where = f"{ITEM}.repository"
     try:
@@ -388,15 +400,9 @@ def _parse_rest(spec: str, original: str, production: bool) -> tuple[Repository 
             f"{where}: {original!r} contains credentials, which would end up in logs and outputs; put them into "
             f"{SECRETS_ITEM}.restUsername and {SECRETS_ITEM}.restPassword"
         ]
-    problems = []
-    host_problem = _host_problem(url.hostname or "")
-    if host_problem:
-        problems.append(f"{where}: {original!r} {host_problem}")
-    if production and url.scheme == "http":
-        problems.append(
-            f"{where}: {original!r} uses plain http, which sends the rest-server password unprotected; "
-            "production stacks need https"
-        )
+    problems = _endpoint_problems(
+        original, url.hostname or "", url.scheme, production, "the rest-server password"
+    )
     if problems:
         return None, problems
     return Repository("rest", original, host=url.hostname, port=port, path=url.path, scheme=url.scheme), []
