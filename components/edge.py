@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.common import docker_labels, healthcheck
+from components.common import docker_labels, gate_on_success, healthcheck, one_shot_failure
 from config import caddy
 from config.edge import host_ports
 from config.model import Domain, StackConfig
@@ -154,24 +154,19 @@ class HttpsEdge(pulumi.ComponentResource):
         )
         container_name = edge_container_name(stack)
 
-        def _check(values: list) -> str:
-            code, logs, urn = values
-            if code not in (0, None):
-                raise pulumi.RunError(
-                    one_shot_failure(
-                        stack.stack,
-                        f"the edge's Caddyfile writer exited with status {code}, so {container_name} keeps "
-                        "its previous configuration (or is not created)",
-                        logs,
-                        urn,
-                    )
-                )
-            return digest
-
-        self.config_revision = pulumi.Output.all(writer.exit_code, writer.container_logs, writer.urn).apply(
-            _check
+        self.config_revision, self.gate = gate_on_success(
+            f"{name}-config-gate",
+            writer,
+            digest,
+            lambda code, logs, urn: one_shot_failure(
+                stack.stack,
+                f"the edge's Caddyfile writer exited with status {code}, so {container_name} keeps "
+                "its previous configuration (or is not created)",
+                logs,
+                urn,
+            ),
+            parent=self,
         )
-        self.gate = pulumi.Stash(f"{name}-config-gate", input=self.config_revision, opts=child)
 
         # Declared in the order a refresh stores them (by container port; Docker keeps the bindings of one
         # port in creation order): the provider's ports comparison matches a stored port with the first
@@ -232,18 +227,6 @@ class HttpsEdge(pulumi.ComponentResource):
         )
 
 
-def one_shot_failure(stack: str, what: str, logs: str | None, urn: str, cause: str = "") -> str:
-    """The error of an ``up`` whose one-shot container failed: what happened, its output, how to retry."""
-    output = "\n".join(f"    | {line}" for line in (logs or "").rstrip().splitlines()) or "    (no output)"
-    return (
-        f"{what}.\n  Its output:\n{output}\n"
-        + (f"  {cause}\n" if cause else "")
-        + "  Fix the cause, then run it again; it stays in the state as created, so a plain `pulumi up` "
-        "does not retry it:\n"
-        f"    pulumi up --stack {stack} --replace '{urn}'"
-    )
-
-
 @dataclass
 class CertificateWaitArgs:
     """Inputs of a CertificateWait."""
@@ -275,7 +258,6 @@ class CertificateWait(pulumi.ComponentResource):
         edge = stack.edge
         if edge is None:
             raise ValueError("CertificateWait needs a stack with mailstack:edge")
-        child = pulumi.ResourceOptions(parent=self)
         env = caddy.mailserver_tls_env(edge, domain.hostname)
         timeout = edge.certificate_timeout
         labels = {"mailstack.stack": stack.stack, "mailstack.domain": domain.domain}
@@ -312,22 +294,19 @@ class CertificateWait(pulumi.ComponentResource):
             f"them). The edge's log names the failed challenge: docker logs {edge_container_name(stack)}"
         )
 
-        def _check(values: list) -> str:
-            code, logs, urn = values
-            if code not in (0, None):
-                raise pulumi.RunError(
-                    one_shot_failure(
-                        stack.stack,
-                        f"the certificate wait of {domain.server} ({domain.domain}) found no certificate for "
-                        f"{domain.hostname} within {timeout} s (status {code}), so the server was not created",
-                        logs,
-                        urn,
-                        cause,
-                    )
-                )
-            return env["SSL_CERT_PATH"]
-
-        checked = pulumi.Output.all(wait.exit_code, wait.container_logs, wait.urn).apply(_check)
-        self.gate = pulumi.Stash(f"{domain.domain}-certificate-gate", input=checked, opts=child)
+        checked, self.gate = gate_on_success(
+            f"{name}-gate",
+            wait,
+            env["SSL_CERT_PATH"],
+            lambda code, logs, urn: one_shot_failure(
+                stack.stack,
+                f"the certificate wait of {domain.server} ({domain.domain}) found no certificate for "
+                f"{domain.hostname} within {timeout} s (status {code}), so the server was not created",
+                logs,
+                urn,
+                cause,
+            ),
+            parent=self,
+        )
         self.resources = {"wait": wait, "gate": self.gate}
         self.register_outputs({"certificate": checked})

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.common import docker_labels, healthcheck
+from components.common import docker_labels, gate_on_success, healthcheck, one_shot_failure
 from components.dkim import dkim_keys
 from components.egress import egress_networks
 from config import caddy, hashing
@@ -251,22 +251,19 @@ class MailDomain(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
-        def _check_exit(values: list) -> str:
-            code, logs, revision, urn = values
-            if code not in (0, None):
-                raise pulumi.RunError(
-                    writer_failure(stack.stack, domain.server, domain.domain, container_name, code, logs, urn)
-                )
-            return revision
-
-        self.config_revision = pulumi.Output.all(
-            writer.exit_code, writer.container_logs, digest, writer.urn
-        ).apply(_check_exit)
         # The server waits for a *successful* write: the gate's input is the checked revision, which
         # fails when the writer did, so neither the gate nor the server is then registered (the running
         # server is left as it is). The server depends on the gate only, never on the writer's outputs,
         # which would replace it on every account edit.
-        gate = pulumi.Stash(f"{name}-config-gate", input=self.config_revision, opts=child)
+        self.config_revision, gate = gate_on_success(
+            f"{name}-config-gate",
+            writer,
+            digest,
+            lambda code, logs, urn: writer_failure(
+                stack.stack, domain.server, domain.domain, container_name, code, logs, urn
+            ),
+            parent=self,
+        )
 
         env = pf.mailserver_env(stack, domain)
         start_digest = pf.start_digest(static)
@@ -367,19 +364,13 @@ class MailDomain(pulumi.ComponentResource):
 def writer_failure(
     stack: str, server: str, domain: str, container: str, code: int, logs: str | None, urn: str
 ) -> str:
-    """The error of an ``up`` whose config writer exited non-zero: what happened, its output, how to retry.
-
-    The provider records a writer as created whatever its exit code, so the next ``up`` sees no diff
-    and fails the same way until the configuration changes or the writer is replaced explicitly.
-    """
-    output = "\n".join(f"    | {line}" for line in (logs or "").rstrip().splitlines()) or "    (no output)"
-    return (
-        f"the config writer of {server} ({domain}) exited with status {code}, so {container} was not "
-        "created or changed: a running server keeps its previous configuration.\n"
-        f"  The writer's output:\n{output}\n"
-        "  Fix the cause, then run the writer again; it stays in the state as created, so a plain "
-        "`pulumi up` does not retry it:\n"
-        f"    pulumi up --stack {stack} --replace '{urn}'"
+    """The error of an ``up`` whose config writer of ``server`` exited non-zero (``one_shot_failure``)."""
+    return one_shot_failure(
+        stack,
+        f"the config writer of {server} ({domain}) exited with status {code}, so {container} was not created "
+        "or changed: a running server keeps its previous configuration",
+        logs,
+        urn,
     )
 
 
