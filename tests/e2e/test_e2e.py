@@ -4,7 +4,8 @@ The tests run in file order against one deployment (the module fixture ``deploym
 
 1. the first ``up`` created two healthy mail servers on the chosen network;
 2. ``make verify``'s check passes: every ordered pair of domains, the negative probes, the webmail;
-3. ``preview`` expects no changes, 4. a second ``up`` changes nothing, 5. ``refresh`` finds no drift;
+3. ``preview`` expects no changes, 4. a second ``up`` changes nothing, 5. ``refresh`` finds no drift,
+   and a ``preview`` right after it expects no changes either (the read-back rules hold);
 6. a change (new user, changed password, new alias) is applied by ``up`` without replacing or restarting
    any mail server container or volume;
 7. the new user can log in within seconds, 8. the changed password replaced the old one,
@@ -154,6 +155,20 @@ def test_refresh_finds_no_drift(deployment: Deployment) -> None:
     result = dep.pulumi("pulumi refresh --expect-no-changes", dep.stack.refresh, expect_no_changes=True)
     changes = support.unexpected_ops(result.summary.resource_changes)
     assert not changes, f"refresh found drift between the state and Docker: {changes}"
+
+
+def test_preview_after_refresh_expects_no_changes(deployment: Deployment) -> None:
+    """After a refresh the state holds what the provider reads back (health-check durations in Go's form,
+    ports in its order...); a declared value in any other form would show as a change here, every time."""
+    dep = deployment
+    result = dep.pulumi(
+        "pulumi preview --expect-no-changes after the refresh",
+        dep.stack.preview,
+        expect_no_changes=True,
+        diff=True,
+    )
+    changes = support.unexpected_ops(result.change_summary)
+    assert not changes, f"a preview after refresh wants changes (a read-back rule is missing): {changes}"
 
 
 def test_account_change_replaces_no_mail_server(deployment: Deployment) -> None:
