@@ -514,7 +514,7 @@ def _check_secrets(
         if key == "sshKey":
             if "PRIVATE KEY-----" not in value or "ENCRYPTED" in value:
                 problems.append(
-                    f"{where}: must be an unencrypted OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----): the "
+                    f"{where}: must be an unencrypted OpenSSH private key (as `ssh-keygen -N ''` writes it): the "
                     "job cannot type a passphrase; set it with `pulumi config set --secret --path "
                     f"'{where}' < key`"
                 )
