@@ -8,11 +8,11 @@
 #   wireguard-go     userspace WireGuard device (the CI kernel has no WireGuard module)
 #   php-cli          php -l on generated Roundcube config files; runs Roundcube's IMAP library
 #   php-mbstring     Roundcube's library needs it (the webmail client-address plugin's test)
-#   busybox          the shell of the Caddy image (Alpine), to run the edge's Caddyfile writer script
+#   busybox          the shell and applets of the Caddy and restic images (Alpine), to run the edge's
+#                    Caddyfile writer and the backup job's script as they run there
 #   iproute2         ip netns / ip link for the WireGuard namespaces
 #   rspamd           rspamd, rspamc, rspamadm: signs with the generated DKIM files (the DKIM signer's tests)
 #   restic           restic 0.14 (Debian 12): the backup job's commands, backup/restore/forget for real
-#   busybox          the shell and applets of the restic image (Alpine), to run the backup job's script
 #   php-sqlite3      PDO SQLite for the webmail-export sidecar's VACUUM INTO (Roundcube's database copy)
 #
 # Also unpacked, never installed: Debian's roundcube-core (Roundcube's own PHP library, 1.6.x) into
@@ -43,7 +43,6 @@ PACKAGES=(
     iproute2
     rspamd
     restic
-    busybox
     php-sqlite3
 )
 ROUNDCUBE_DIR=/var/lib/mailstack-tests/roundcube-core
