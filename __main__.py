@@ -10,23 +10,21 @@ from __future__ import annotations
 import pulumi
 
 from components.stack import MailStack, MailStackArgs
-from components.stackstate import read_config, read_memory, stored_as_secret
+from components.stackstate import read_config, read_memory
 from config.errors import ConfigError
 from config.model import load_stack
 
 NAMESPACE = "mailstack"
 
-raw, passwords = read_config(NAMESPACE)
-backup_secrets = raw.pop("backupSecrets", None)  # like passwords: checked once, then a secret Output
+given = read_config(NAMESPACE)
 try:
     stack_config = load_stack(
         pulumi.get_stack(),
-        raw,
-        passwords,
+        given.raw,
+        given.passwords,
         read_memory(),
-        backup_secrets=backup_secrets,
-        backup_secrets_in_plain_text=backup_secrets is not None
-        and not stored_as_secret(f"{NAMESPACE}:backupSecrets"),
+        backup_secrets=given.backup_secrets,
+        backup_secrets_in_plain_text=given.backup_secrets_in_plain_text,
     )
 except ConfigError as err:
     raise pulumi.RunError(str(err)) from None  # a clean error at preview, without a traceback
@@ -35,9 +33,9 @@ mail = MailStack(
     NAMESPACE,
     MailStackArgs(
         config=stack_config,
-        passwords=passwords or {},
+        passwords=given.passwords or {},
         docker_host=pulumi.Config("docker").get("host"),
-        backup_secrets=pulumi.Output.secret(backup_secrets or {}),
+        backup_secrets=pulumi.Output.secret(given.backup_secrets or {}),
     ),
 )
 for name, value in mail.outputs.items():

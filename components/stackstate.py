@@ -10,6 +10,7 @@ is known before the first resource is declared) and returns the parsed ``config.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -21,11 +22,22 @@ READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 """The engine's builtin function that reads a stack's outputs (what a StackReference reads)."""
 
 
-def read_config(namespace: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Return every ``<namespace>:*`` value (JSON decoded) except passwords, and the passwords map.
+@dataclass(frozen=True)
+class StackInput:
+    """The stack configuration as the program reads it, with the secret maps apart from the rest."""
 
-    Passwords are read once, only to validate them; afterwards they travel as a secret Output.
-    """
+    raw: dict[str, Any]
+    """Every ``<namespace>:*`` value (JSON decoded) except the secret maps."""
+    passwords: dict[str, Any] | None
+    """``<namespace>:passwords``, read once to validate it; afterwards it travels as secret Outputs."""
+    backup_secrets: dict[str, Any] | None
+    """``<namespace>:backupSecrets``, likewise."""
+    backup_secrets_in_plain_text: bool
+    """Whether ``backupSecrets`` was set without ``--secret`` (the model refuses that)."""
+
+
+def read_config(namespace: str) -> StackInput:
+    """Read every ``<namespace>:*`` value, so that a typo in a key name is reported instead of ignored."""
     keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
     raw: dict[str, Any] = {}
     for full in sorted(keys):
@@ -38,7 +50,14 @@ def read_config(namespace: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         except json.JSONDecodeError:
             raw[key] = value
     passwords = raw.pop("passwords", None)
-    return raw, passwords
+    backup_secrets = raw.pop("backupSecrets", None)
+    return StackInput(
+        raw=raw,
+        passwords=passwords,
+        backup_secrets=backup_secrets,
+        backup_secrets_in_plain_text=backup_secrets is not None
+        and not stored_as_secret(f"{namespace}:backupSecrets"),
+    )
 
 
 def stored_as_secret(key: str) -> bool:
