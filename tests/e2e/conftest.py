@@ -112,8 +112,31 @@ class StackOutputs:
         return f"StackOutputs({sorted(self._values)})"
 
 
+class Steps:
+    """Steps of an e2e suite that later tests build on: ``self.steps`` maps a step name to success."""
+
+    steps: dict[str, bool]
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Record whether the step ``name`` completed (later tests ``require`` it)."""
+        self.steps[name] = False
+        yield
+        self.steps[name] = True
+
+    def require(self, *names: str) -> None:
+        """Skip unless the earlier steps ``names`` completed (their own tests report why not)."""
+        for name in names:
+            if name not in self.steps:
+                pytest.skip(
+                    f"needs the step '{name}' of an earlier test, which did not run: run the whole file"
+                )
+            if not self.steps[name]:
+                pytest.skip(f"needs the step '{name}' of an earlier test, which failed (see that test)")
+
+
 @dataclass(repr=False)
-class Deployment:
+class Deployment(Steps):
     """The deployed e2e stack and what the tests learn along the way."""
 
     plan: Plan
@@ -190,23 +213,6 @@ class Deployment:
             for roles in self.volumes.values()
             for name in roles.values()
         }
-
-    @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        """Record whether the step ``name`` completed (later tests ``require`` it)."""
-        self.steps[name] = False
-        yield
-        self.steps[name] = True
-
-    def require(self, *names: str) -> None:
-        """Skip unless the earlier steps ``names`` completed (their own tests report why not)."""
-        for name in names:
-            if name not in self.steps:
-                pytest.skip(
-                    f"needs the step '{name}' of an earlier test, which did not run: run the whole file"
-                )
-            if not self.steps[name]:
-                pytest.skip(f"needs the step '{name}' of an earlier test, which failed (see that test)")
 
 
 class _MaskedEnv(dict):

@@ -951,45 +951,21 @@ def remove_stack_docker_objects(stack: str, run: Runner, timeout: float, say: Sa
     return [f"{kind} {name}" for kind, names in left.items() for name in names]
 
 
+def throwaway_container(image: str, name: str, mount: str, program: str, *args: str) -> list[str]:
+    """``docker run`` of ``program`` in a throwaway, network-less container of ``image`` with ``mount``."""
+    return ["docker", "run", "--rm", "--name", name, "--network", "none", "--volume", mount,
+            "--entrypoint", program, image, *args]  # fmt: skip
+
+
 def volume_reader(volume: str, image: str, name: str, program: str, *args: str) -> list[str]:
-    """``docker run`` of ``program`` in a throwaway, network-less container of ``image`` with ``volume``
-    mounted read-only at ``/m``."""
-    mount = ["--volume", f"{volume}:/m:ro"]
-    return [
-        "docker",
-        "run",
-        "--rm",
-        "--name",
-        name,
-        "--network",
-        "none",
-        *mount,
-        "--entrypoint",
-        program,
-        image,
-        *args,
-    ]
+    """``program`` in a throwaway container with ``volume`` mounted read-only at ``/m``."""
+    return throwaway_container(image, name, f"{volume}:/m:ro", program, *args)
 
 
 def volume_shell(volume: str, image: str, name: str, script: str) -> list[str]:
-    """``docker run`` of ``sh -c script`` in a throwaway, network-less container of ``image`` with ``volume``
-    mounted read-write at ``/c`` (to break or mend a config volume on purpose)."""
-    return [
-        "docker",
-        "run",
-        "--rm",
-        "--name",
-        name,
-        "--network",
-        "none",
-        "--volume",
-        f"{volume}:/c",
-        "--entrypoint",
-        "sh",
-        image,
-        "-c",
-        script,
-    ]
+    """``sh -c script`` in a throwaway container with ``volume`` mounted read-write at ``/c`` (to break or
+    mend a config volume on purpose)."""
+    return throwaway_container(image, name, f"{volume}:/c", "sh", "-c", script)
 
 
 def maildir_files_with(

@@ -37,7 +37,7 @@ import pytest
 
 from config import backup as bk
 from tests.e2e import support
-from tests.e2e.conftest import Deployment, new_deployment
+from tests.e2e.conftest import Deployment, Steps, new_deployment
 from tests.e2e.support import DOMAINS, NAMESPACE, PROJECT_DIR, Secret
 from tools import verify
 from tools.backups import drill, restore, snapshots
@@ -52,7 +52,7 @@ LOST = "example1.local"
 
 
 @dataclass(repr=False)
-class BackupRun:
+class BackupRun(Steps):
     """The deployed stack with backups, and what the tests learn."""
 
     dep: Deployment
@@ -70,17 +70,6 @@ class BackupRun:
 
     def docker(self) -> Docker:
         return Docker(None)
-
-    @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        self.steps[name] = False
-        yield
-        self.steps[name] = True
-
-    def require(self, *names: str) -> None:
-        for name in names:
-            if not self.steps.get(name):
-                pytest.skip(f"needs the step '{name}' of an earlier test, which did not pass")
 
 
 def backup_entries(repository: Path, password: Secret) -> list[support.ConfigEntry]:
